@@ -22,10 +22,16 @@ def _x64():
   return enable_x64()
 
 
+def _jit_method(model, method_name):
+  """``model.apply(params, x, method=...)`` jitted: eager Flax is slow."""
+  method = getattr(model, method_name)
+  return jax.jit(lambda params, x: model.apply(params, x, method=method))
+
+
 def _trained_looking_params(model, d, seed=0, std=0.1):
   """Init params, then perturb every leaf by N(0, std^2): far from identity."""
   key_init, key_noise = jax.random.split(jax.random.key(seed))
-  params = model.init(key_init, jnp.zeros((1, d)))
+  params = jax.jit(model.init)(key_init, jnp.zeros((1, d)))
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(key_noise, len(leaves))
   leaves = [p + std * jax.random.normal(k, p.shape, p.dtype)
@@ -43,12 +49,13 @@ def test_inverse_of_forward_is_identity(coupling, num_couplings, d):
   model = RealNVP(num_couplings, hidden=HIDDEN, coupling=coupling)
   params = _trained_looking_params(model, d)
   x = _inputs(d)
-  y = model.apply(params, x)
+  forward = _jit_method(model, '__call__')
+  y = forward(params, x)
   # The flow must be far from identity for this test to mean something.
   assert float(jnp.max(jnp.abs(y - x))) > 0.05
-  x_rec = model.apply(params, y, method=model.inverse)
+  x_rec = _jit_method(model, 'inverse')(params, y)
   np.testing.assert_allclose(x_rec, x, atol=1e-5, rtol=1e-5)
-  y_rec = model.apply(params, x_rec)
+  y_rec = forward(params, x_rec)
   np.testing.assert_allclose(y_rec, y, atol=1e-5, rtol=1e-5)
 
 
@@ -61,14 +68,14 @@ def test_log_det_matches_brute_force_jacobian(coupling, num_couplings, d):
     params64 = jax.tree.map(lambda p: p.astype(jnp.float64), params)
     x = np.asarray(_inputs(d, batch=3), np.float64)
     x = jnp.asarray(x)
-    _, log_det = model.apply(params64, x, method=model.forward_and_log_det)
+    _, log_det = _jit_method(model, 'forward_and_log_det')(params64, x)
     assert log_det.dtype == jnp.float64
-    for i in range(x.shape[0]):
-      jac = jax.jacfwd(lambda v: model.apply(params64, v))(x[i])
-      assert jac.shape == (d, d)
-      sign, expected = jnp.linalg.slogdet(jac)
-      assert float(sign) != 0.0
-      np.testing.assert_allclose(log_det[i], expected, atol=1e-9, rtol=1e-9)
+    # Brute force: the dense (d, d) Jacobian of the single-vector map.
+    jac = jax.jit(jax.vmap(jax.jacfwd(lambda v: model.apply(params64, v))))(x)
+    assert jac.shape == (x.shape[0], d, d)
+    sign, expected = jnp.linalg.slogdet(jac)
+    assert bool(jnp.all(sign != 0.0))
+    np.testing.assert_allclose(log_det, expected, atol=1e-9, rtol=1e-9)
     if coupling != 'additive':
       # Non-trivial log-dets, else the comparison above is vacuous.
       assert float(jnp.max(jnp.abs(log_det))) > 1e-2
@@ -79,8 +86,8 @@ def test_inverse_log_det_is_minus_forward(coupling):
   model = RealNVP(4, hidden=HIDDEN, coupling=coupling)
   params = _trained_looking_params(model, 9)
   x = _inputs(9)
-  y, fwd = model.apply(params, x, method=model.forward_and_log_det)
-  x_rec, inv = model.apply(params, y, method=model.inverse_and_log_det)
+  y, fwd = _jit_method(model, 'forward_and_log_det')(params, x)
+  x_rec, inv = _jit_method(model, 'inverse_and_log_det')(params, y)
   assert fwd.shape == inv.shape == (x.shape[0],)
   np.testing.assert_allclose(inv, -fwd, atol=1e-5, rtol=1e-5)
   np.testing.assert_allclose(x_rec, x, atol=1e-5, rtol=1e-5)
@@ -90,8 +97,8 @@ def test_additive_log_det_is_exactly_zero():
   model = RealNVP(5, hidden=HIDDEN, coupling='additive')
   params = _trained_looking_params(model, 10, std=0.5)
   x = _inputs(10)
-  _, fwd = model.apply(params, x, method=model.forward_and_log_det)
-  _, inv = model.apply(params, x, method=model.inverse_and_log_det)
+  _, fwd = _jit_method(model, 'forward_and_log_det')(params, x)
+  _, inv = _jit_method(model, 'inverse_and_log_det')(params, x)
   np.testing.assert_array_equal(fwd, np.zeros(x.shape[0]))
   np.testing.assert_array_equal(inv, np.zeros(x.shape[0]))
 
@@ -101,8 +108,8 @@ def test_near_permutation_at_init(coupling):
   num_couplings, d = 6, 11
   model = RealNVP(num_couplings, coupling=coupling, init_std=1e-4)
   x = _inputs(d)
-  params = model.init(jax.random.key(0), x)
-  y, log_det = model.apply(params, x, method=model.forward_and_log_det)
+  params = jax.jit(model.init)(jax.random.key(0), x)
+  y, log_det = _jit_method(model, 'forward_and_log_det')(params, x)
   # x[..., p1][..., p2] = x[..., p1[p2]]: compose the per-coupling gathers.
   total = np.arange(d)
   for perm in model.permutations(d):
@@ -114,8 +121,9 @@ def test_near_permutation_at_init(coupling):
 def test_permutations_are_fixed_constants():
   model = RealNVP(4, hidden=HIDDEN, permutation_seed=3)
   x = _inputs(8)
-  params_a = model.init(jax.random.key(0), x)
-  params_b = model.init(jax.random.key(1), x)
+  init = jax.jit(model.init)
+  params_a = init(jax.random.key(0), x)
+  params_b = init(jax.random.key(1), x)
   # Only conditioner weights are parameters; permutations are not.
   assert set(params_a['params']) == {f'coupling_{i}' for i in range(4)}
   leaves_a, leaves_b = jax.tree.leaves(params_a), jax.tree.leaves(params_b)
@@ -133,19 +141,21 @@ def test_permutations_are_fixed_constants():
   total = np.arange(8)
   for perm in perms:
     total = total[perm]
-  np.testing.assert_array_equal(model.apply(zero, x), x[:, total])
+  np.testing.assert_array_equal(_jit_method(model, '__call__')(zero, x),
+                                x[:, total])
 
 
 def test_single_vector_matches_batch():
   model = RealNVP(3, hidden=HIDDEN, coupling='affine_softplus')
   params = _trained_looking_params(model, 7)
   x = _inputs(7, batch=4)
-  y, log_det = model.apply(params, x, method=model.forward_and_log_det)
-  y0, log_det0 = model.apply(params, x[0], method=model.forward_and_log_det)
+  forward = _jit_method(model, 'forward_and_log_det')
+  y, log_det = forward(params, x)
+  y0, log_det0 = forward(params, x[0])
   assert y0.shape == (7,) and log_det0.shape == ()
   np.testing.assert_allclose(y0, y[0], atol=1e-6)
   np.testing.assert_allclose(log_det0, log_det[0], atol=1e-6)
-  x0 = model.apply(params, y0, method=model.inverse)
+  x0 = _jit_method(model, 'inverse')(params, y0)
   np.testing.assert_allclose(x0, x[0], atol=1e-5)
 
 

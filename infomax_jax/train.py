@@ -1,0 +1,273 @@
+"""A generic, config-driven training loop with checkpoints and exact resume.
+
+An experiment describes itself as a ``Task`` (how to initialise parameters, how
+to sample a batch on device, the loss, an optional evaluation hook) and calls
+``train(config, task, workdir)``. The loop:
+
+* runs on a ``'data'`` device mesh from the start (a mesh of one on a single
+  device): parameters and data sets are replicated, every sampled batch is
+  sharded over the batch axis, so contrastive scores use the global batch;
+* advances ``config.log_every`` steps per call of one jitted ``lax.scan`` (no
+  host round-trip inside a step; one compilation for the whole run);
+* derives every step's randomness from ``fold_in(key, step)``, so a resumed run
+  is the same run;
+* writes metrics as JSON lines to ``workdir/metrics.jsonl``, prints progress
+  with steps/s and ETA, stops with a message naming the metric and step when a
+  value turns non-finite;
+* checkpoints with orbax every ``config.checkpoint_every`` steps and resumes
+  automatically from the latest checkpoint in ``workdir``.
+
+Config fields read here: seed, num_steps, batch_size, learning_rate, log_every,
+eval_every, checkpoint_every, and optionally optimizer ('adam', 'sgd') and
+keep_checkpoints.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from infomax_jax import parallel
+from infomax_jax import registry
+
+PyTree = Any
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step reads and writes; a plain pytree (checkpointed whole).
+
+  Attributes:
+    step: number of completed optimisation steps.
+    params: trained parameters.
+    opt_state: optimiser state.
+    aux: non-trained state carried across steps (e.g. a MINE moving average,
+      batch-norm statistics); ``()`` when unused.
+    key: base PRNG key; step ``s`` uses ``fold_in(key, s)``.
+  """
+  step: jax.Array
+  params: PyTree
+  opt_state: PyTree
+  aux: PyTree
+  key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What an experiment supplies to ``train``.
+
+  Attributes:
+    init: ``key -> (params, aux)``.
+    sample: ``(data, key) -> batch``: draws a global batch on device (jitted
+      inside the step; the loop shards it over the mesh).
+    loss: ``(params, aux, batch, key) -> (loss, (metrics, new_aux))``; the loss
+      is minimised, ``metrics`` is a flat dict of scalars.
+    data: device-resident arrays (pytree) passed to ``sample``; replicated.
+    evaluate: optional host-side hook ``(params, aux, step) -> dict`` of
+      scalars, called at step 0, every ``eval_every`` steps and at the end.
+    optimizer: optional optax transformation (default from the config).
+    update: optional replacement of the default gradient step:
+      ``(state, batch, key, tx) -> (state_without_step_increment, metrics)``;
+      for alternating/adversarial schemes.
+  """
+  init: Callable[[jax.Array], tuple[PyTree, PyTree]]
+  sample: Callable[[PyTree, jax.Array], PyTree]
+  loss: Optional[Callable[..., Any]] = None
+  data: PyTree = ()
+  evaluate: Optional[Callable[[PyTree, PyTree, int], dict[str, float]]] = None
+  optimizer: Optional[optax.GradientTransformation] = None
+  update: Optional[Callable[..., Any]] = None
+
+
+OPTIMIZERS = {'adam': optax.adam, 'sgd': optax.sgd}
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The optimizer named ``config.optimizer`` (default 'adam') at ``config.learning_rate``."""
+  name = config.get('optimizer', 'adam')
+  return registry.lookup(OPTIMIZERS, name, 'optimizer')(config.learning_rate)
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  for field in ('seed', 'num_steps', 'batch_size', 'log_every', 'eval_every',
+                'checkpoint_every'):
+    if field not in config:
+      raise ValueError(f'config needs the field {field!r} (got fields '
+                       f'{sorted(config.keys())})')
+  for field in ('num_steps', 'eval_every', 'checkpoint_every'):
+    if config[field] % config.log_every:
+      raise ValueError(f'config.{field} ({config[field]}) must be a multiple of '
+                       f'config.log_every ({config.log_every})')
+  if config.log_every < 1 or config.num_steps < 0:
+    raise ValueError(f'need log_every >= 1 and num_steps >= 0, got '
+                     f'{config.log_every} and {config.num_steps}')
+
+
+def _default_update(task: Task):
+  def update(state: TrainState, batch, key, tx):
+    grad_fn = jax.value_and_grad(task.loss, has_aux=True)
+    (loss, (metrics, aux)), grads = grad_fn(state.params, state.aux, batch, key)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {'loss': loss, **metrics}
+    return state.replace(params=params, opt_state=opt_state, aux=aux), metrics
+  return update
+
+
+def make_train_chunk(task: Task, tx: optax.GradientTransformation, mesh,
+                     num_steps: int):
+  """A jitted function advancing a ``TrainState`` by ``num_steps`` steps.
+
+  Returns ``(state, metrics)`` with every metric stacked over the steps.
+  """
+  update = task.update or _default_update(task)
+
+  def chunk(state: TrainState, data):
+    def body(state, _):
+      key = jax.random.fold_in(state.key, state.step)
+      sample_key, step_key = jax.random.split(key)
+      batch = parallel.shard_batch(task.sample(data, sample_key), mesh)
+      state, metrics = update(state, batch, step_key, tx)
+      return state.replace(step=state.step + 1), metrics
+    return jax.lax.scan(body, state, None, length=num_steps)
+
+  rep = parallel.replicated(mesh)
+  return jax.jit(chunk, in_shardings=(rep, rep), out_shardings=(rep, rep),
+                 donate_argnums=0)
+
+
+def init_state(task: Task, config, tx: optax.GradientTransformation) -> TrainState:
+  """The step-0 state: ``task.init`` under ``split(PRNGKey(seed))[0]``."""
+  init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  params, aux = task.init(init_key)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(params), aux=aux, key=train_key)
+
+
+def check_finite(record: dict[str, Any], where: str) -> None:
+  """Raises FloatingPointError naming the first non-finite value of ``record``."""
+  for name, value in record.items():
+    if isinstance(value, (float, int, np.floating, np.integer)) and not np.isfinite(value):
+      raise FloatingPointError(f'metric {name!r} became {value} {where}; stopping')
+
+
+class MetricsWriter:
+  """Appends JSON lines; on resume, drops lines written after the checkpoint."""
+
+  def __init__(self, path: str, resume_step: Optional[int]):
+    self.path = path
+    if resume_step is None:
+      open(path, 'w').close()
+    elif os.path.exists(path):
+      with open(path) as f:
+        kept = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
+      with open(path, 'w') as f:
+        f.writelines(kept)
+
+  def write(self, record: dict[str, Any]) -> None:
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+
+
+def read_metrics(workdir: str, kind: Optional[str] = None) -> list[dict[str, Any]]:
+  """The records of ``workdir/metrics.jsonl`` (optionally only one ``kind``)."""
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(l) for l in f if l.strip()]
+  return [r for r in records if kind is None or r['kind'] == kind]
+
+
+def _to_python(tree: dict[str, Any]) -> dict[str, Any]:
+  return {k: (float(v) if np.ndim(v) == 0 else np.asarray(v).tolist())
+          for k, v in tree.items()}
+
+
+def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
+          mesh=None, verbose: bool = True) -> TrainState:
+  """Trains ``task`` as configured, resuming from ``workdir`` if it holds a checkpoint.
+
+  Args:
+    config: see the module docstring for the fields read.
+    task: the experiment's ``Task``.
+    workdir: output folder (metrics.jsonl, checkpoints/).
+    mesh: device mesh (default: all devices, ``parallel.make_mesh()``).
+    verbose: print progress lines.
+
+  Returns:
+    The final ``TrainState`` (replicated over the mesh).
+  """
+  _check_config(config)
+  mesh = mesh or parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  os.makedirs(workdir, exist_ok=True)
+  log = print if verbose else (lambda *a, **k: None)
+  rep = parallel.replicated(mesh)
+
+  tx = task.optimizer or make_optimizer(config)
+  state = jax.device_put(init_state(task, config, tx), rep)
+  data = jax.device_put(task.data, rep)
+
+  ckpt = ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=config.get('keep_checkpoints', 2), create=True))
+  resume_step = ckpt.latest_step()
+  if resume_step is not None:
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
+    state = ckpt.restore(resume_step, args=ocp.args.StandardRestore(abstract))
+    log(f'resumed from the checkpoint at step {resume_step} in {workdir}')
+  writer = MetricsWriter(os.path.join(workdir, 'metrics.jsonl'), resume_step)
+
+  def evaluate(step):
+    if task.evaluate is None:
+      return
+    t0 = time.time()
+    record = _to_python(task.evaluate(state.params, state.aux, step))
+    check_finite(record, f'in the evaluation at step {step}')
+    writer.write({'step': step, 'kind': 'eval', **record})
+    shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items()
+                     if isinstance(v, float))
+    log(f'[eval] step {step}: {shown} ({time.time() - t0:.1f}s)', flush=True)
+
+  def save(step):
+    ckpt.save(step, args=ocp.args.StandardSave(state), force=True)
+    ckpt.wait_until_finished()
+
+  step = int(state.step)
+  if step == 0:
+    evaluate(0)
+  chunk = make_train_chunk(task, tx, mesh, config.log_every)
+  t_start, step_start = time.time(), step
+  while step < config.num_steps:
+    state, metrics = chunk(state, data)
+    metrics = jax.device_get(metrics)
+    for name, values in metrics.items():
+      bad = np.flatnonzero(~np.isfinite(values))
+      if bad.size:
+        raise FloatingPointError(
+            f'metric {name!r} became {values[bad[0]]} at step '
+            f'{step + bad[0] + 1} (training); stopping')
+    step += config.log_every
+    record = {k: float(np.mean(v)) for k, v in metrics.items()}
+    writer.write({'step': step, 'kind': 'train', **record})
+    rate = (step - step_start) / max(time.time() - t_start, 1e-9)
+    eta = (config.num_steps - step) / max(rate, 1e-9)
+    shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items())
+    log(f'step {step}/{config.num_steps} {shown} | {rate:.1f} steps/s, '
+        f'ETA {eta / 60:.1f} min', flush=True)
+    if step % config.eval_every == 0 or step == config.num_steps:
+      evaluate(step)
+    if step % config.checkpoint_every == 0 or step == config.num_steps:
+      save(step)
+  ckpt.close()
+  return state

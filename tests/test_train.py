@@ -1,0 +1,126 @@
+"""Tests of the generic training loop: exact resume, non-finite stop, config checks."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from infomax_jax import parallel
+from infomax_jax import train
+
+
+def _config(**overrides):
+  config = ml_collections.ConfigDict(dict(
+      seed=0, num_steps=40, batch_size=8, learning_rate=0.1, log_every=5,
+      eval_every=10, checkpoint_every=10))
+  config.update(overrides)
+  return config
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def _regression_task(interrupt_at=None):
+  """Noisy linear regression: y = x . w_true; the eval hook can simulate a kill."""
+  w_true = jnp.arange(1.0, 4.0)
+  xs = jax.random.normal(jax.random.PRNGKey(1), (256, 3))
+  data = {'x': xs, 'y': xs @ w_true}
+
+  def init(key):
+    return {'w': 0.1 * jax.random.normal(key, (3,))}, ()
+
+  def sample(data, key):
+    idx = jax.random.choice(key, data['x'].shape[0], (8,), replace=False)
+    return jax.tree.map(lambda a: a[idx], data)
+
+  def loss(params, aux, batch, key):
+    noise = 0.01 * jax.random.normal(key, batch['y'].shape)
+    err = batch['x'] @ params['w'] - batch['y'] + noise
+    mse = jnp.mean(err ** 2)
+    return mse, ({'mse': mse}, aux)
+
+  def evaluate(params, aux, step):
+    if interrupt_at is not None and step == interrupt_at:
+      raise _Interrupt()
+    return {'w_norm': float(jnp.linalg.norm(params['w']))}
+
+  return train.Task(init=init, sample=sample, loss=loss, data=data,
+                    evaluate=evaluate)
+
+
+def test_resume_is_bit_identical(tmp_path):
+  full = train.train(_config(), _regression_task(), str(tmp_path / 'full'),
+                     verbose=False)   # Adam: its moments are checked too
+  # Killed at the eval of step 30 (after the step-20 checkpoint, before 30's).
+  with pytest.raises(_Interrupt):
+    train.train(_config(), _regression_task(interrupt_at=30),
+                str(tmp_path / 'cut'), verbose=False)
+  resumed = train.train(_config(), _regression_task(), str(tmp_path / 'cut'),
+                        verbose=False)
+  np.testing.assert_array_equal(full.params['w'], resumed.params['w'])
+  np.testing.assert_array_equal(full.opt_state[0].mu['w'],
+                                resumed.opt_state[0].mu['w'])
+  assert int(resumed.step) == 40
+  assert (train.read_metrics(str(tmp_path / 'full'))
+          == train.read_metrics(str(tmp_path / 'cut')))
+  # The regression actually converged (the loop trains).
+  sgd = train.train(_config(optimizer='sgd'), _regression_task(),
+                    str(tmp_path / 'sgd'), verbose=False)
+  np.testing.assert_allclose(sgd.params['w'], [1.0, 2.0, 3.0], atol=0.05)
+
+
+def test_metrics_jsonl_layout(tmp_path):
+  train.train(_config(num_steps=20), _regression_task(), str(tmp_path),
+              verbose=False)
+  records = train.read_metrics(str(tmp_path))
+  assert [r['step'] for r in records if r['kind'] == 'train'] == [5, 10, 15, 20]
+  assert [r['step'] for r in records if r['kind'] == 'eval'] == [0, 10, 20]
+  assert all(np.isfinite(r['loss']) for r in records if r['kind'] == 'train')
+
+
+def test_non_finite_metric_names_metric_and_step(tmp_path):
+  task = _regression_task()
+  default_update = train._default_update(task)
+
+  def update(state, batch, key, tx):
+    state, metrics = default_update(state, batch, key, tx)
+    # The 7th step (state.step == 6 before the increment) yields a NaN.
+    metrics['bad'] = jnp.where(state.step == 6, jnp.nan, 0.0)
+    return state, metrics
+
+  task = dataclasses.replace(task, update=update)
+  with pytest.raises(FloatingPointError, match=r"'bad' became nan at step 7"):
+    train.train(_config(), task, str(tmp_path), verbose=False)
+  # Everything logged before the failing chunk is on disk.
+  assert [r['step'] for r in train.read_metrics(str(tmp_path))] == [0, 5]
+
+
+def test_config_checks(tmp_path):
+  with pytest.raises(ValueError, match='multiple of config.log_every'):
+    train.train(_config(eval_every=7), _regression_task(), str(tmp_path),
+                verbose=False)
+  with pytest.raises(ValueError, match="needs the field 'seed'"):
+    config = _config()
+    del config['seed']
+    train.train(config, _regression_task(), str(tmp_path), verbose=False)
+  with pytest.raises(ValueError, match='unknown optimizer'):
+    train.train(_config(optimizer='adamw2'), _regression_task(), str(tmp_path),
+                verbose=False)
+
+
+def test_chunk_compiles_once(tmp_path):
+  task = _regression_task()
+  tx = train.make_optimizer(_config())
+  mesh = parallel.make_mesh()
+  state = jax.device_put(train.init_state(task, _config(), tx),
+                         parallel.replicated(mesh))
+  chunk = train.make_train_chunk(task, tx, mesh, 5)
+  data = jax.device_put(task.data, parallel.replicated(mesh))
+  for _ in range(3):
+    state, _ = chunk(state, data)
+  assert chunk._cache_size() == 1
+  assert int(state.step) == 15
