@@ -600,10 +600,11 @@ def conditional_infonce(positive_scores: ArrayLike, negative_scores: ArrayLike, 
 
 ConditionalScores = Union[tuple[ArrayLike, ArrayLike],
                           tuple[ArrayLike, ArrayLike, ArrayLike]]
+ConditionalScoresSeq = Union[tuple[ConditionalScores, ...], list[ConditionalScores]]
 
 
 def demi_terms(scores: ArrayLike,
-               conditional_scores: Sequence[ConditionalScores] = ()) -> Array:
+               conditional_scores: ConditionalScoresSeq = ()) -> Array:
   """The chain-rule terms of DEMI: [I(x^(1); y), I(x^(2); y | x^(1)), ...].
 
   Term 1 is ``infonce(scores)``; term t >= 2 is ``conditional_infonce`` of the
@@ -634,7 +635,7 @@ def demi_terms(scores: ArrayLike,
 
 
 def demi(scores: ArrayLike,
-         conditional_scores: Sequence[ConditionalScores] = ()) -> Array:
+         conditional_scores: ConditionalScoresSeq = ()) -> Array:
   """DEMI estimate (Sordoni et al. 2021): the chain rule over nested subviews.
 
       I(x; y) = I(x^(1); y) + sum_{t>=2} I(x^(t); y | x^(t-1))

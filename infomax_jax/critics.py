@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from infomax_jax import registry
+from infomax_jax.encoders import MLP
 
 Array = jax.Array
 
@@ -23,20 +24,6 @@ def _check_pair(x: Array, y: Array, name: str) -> None:
   if x.shape[0] != y.shape[0]:
     raise ValueError(f'{name}: x and y must hold the same number of samples K, '
                      f'got {x.shape[0]} and {y.shape[0]}')
-
-
-class MLP(nn.Module):
-  """Dense layers with an activation between them (none after the last)."""
-  features: Sequence[int]
-  activation: Callable[[Array], Array] = nn.relu
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    for i, width in enumerate(self.features):
-      x = nn.Dense(width, name=f'dense_{i}')(x)
-      if i + 1 < len(self.features):
-        x = self.activation(x)
-    return x
 
 
 class InnerProduct(nn.Module):

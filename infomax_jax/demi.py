@@ -300,9 +300,11 @@ def importance_resample(key: Array, log_weights: Array, num_samples: int, *,
 
   i.e. from the self-normalised importance distribution that turns candidates
   y_j ~ p(y) into approximate samples of p(y | x_i') when
-  w_ij = ψ(x_i', y_j) ≈ log p(y_j | x_i') / p(y_j) + c(x_i'). Pure and jit-able
-  (one ``jax.random.categorical`` per example under ``vmap``); no gradient
-  flows through the (discrete) draw.
+  w_ij = ψ(x_i', y_j) ≈ log p(y_j | x_i') / p(y_j) + c(x_i'). Pure and jit-able:
+  inverse-CDF sampling, a ``searchsorted`` of uniforms in each row's
+  cumulative weights under ``vmap``, O(B (C + S log C)) time and memory for S
+  samples (``jax.random.categorical`` would materialise B x S x C Gumbels); no
+  gradient flows through the (discrete) draw.
 
   Args:
     key: PRNG key.
@@ -319,9 +321,11 @@ def importance_resample(key: Array, log_weights: Array, num_samples: int, *,
                      f'{num_samples}')
   lw = jax.lax.stop_gradient(
       _masked_log_weights(log_weights, exclude_self, 'importance_resample'))
-  keys = jax.random.split(key, lw.shape[0])
-  draw = lambda k, l: jax.random.categorical(k, l, shape=(num_samples,))
-  return jax.vmap(draw)(keys, lw).astype(jnp.int32)
+  cdf = jnp.cumsum(jax.nn.softmax(lw, axis=1), axis=1)           # (B, C)
+  u = jax.random.uniform(key, (lw.shape[0], num_samples), cdf.dtype) * cdf[:, -1:]
+  # First j with cdf[j] > u: candidates of zero weight (flat cdf) are never hit.
+  idx = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side='right'))(cdf, u)
+  return jnp.minimum(idx, lw.shape[1] - 1).astype(jnp.int32)
 
 
 def effective_sample_size(log_weights: Array, *, exclude_self: bool = True) -> Array:
@@ -433,6 +437,13 @@ def estimate_terms(critic_fns: Sequence[Callable[[Array, Array], Array]], x: Arr
 
   Weights use ``stop_gradient``: each critic is trained by its own term only.
 
+  'resample' and 'reweight' approximate the bound and are not bounds
+  themselves: self-normalised importance sampling from K - 1 candidates of
+  p(y) under-represents p(y | x^(t-1)) when I(x^(t-1); y) is large (the
+  effective sample size falls towards 1), the negatives become easier to
+  reject, and the term is biased upwards (see tests/test_demi.py and the
+  'optimal critic: DEMI (resampled)' column of experiments/demi.py).
+
   Args:
     critic_fns: T broadcasting critics ``f_t(x, y) -> scores``.
     x: (K, dx) batch of x; y: (K, dy) the paired y.
@@ -472,6 +483,9 @@ def estimate_terms(critic_fns: Sequence[Callable[[Array, Array], Array]], x: Arr
   log_ratio = jax.lax.stop_gradient(first)   # ψ_1(x_i, y_j)
   ess = []
   keys = jax.random.split(key, max(num_terms - 1, 1))
+  # others[i] = every column j != i, in order (static: K is known when tracing).
+  j = np.arange(k - 1)[None, :]
+  others = jnp.asarray(j + (j >= np.arange(k)[:, None]))
   for t in range(1, num_terms):
     f = critic_fns[t]
     if negatives == 'oracle':
@@ -489,9 +503,8 @@ def estimate_terms(critic_fns: Sequence[Callable[[Array, Array], Array]], x: Arr
       neg = jnp.take_along_axis(scores, idx, axis=1)
       terms.append(bounds.conditional_infonce(pos, neg))
     else:  # 'reweight'
-      off = ~jnp.eye(k, dtype=bool)
-      neg = scores[off].reshape(k, k - 1)
-      lw = log_ratio[off].reshape(k, k - 1)
+      neg = jnp.take_along_axis(scores, others, axis=1)
+      lw = jnp.take_along_axis(log_ratio, others, axis=1)
       terms.append(bounds.conditional_infonce(pos, neg, negative_log_weights=lw))
     log_ratio = log_ratio + jax.lax.stop_gradient(scores)
   return jnp.stack(terms), {'ess': jnp.stack(ess) if ess else jnp.zeros((0,))}

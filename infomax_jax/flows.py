@@ -179,7 +179,7 @@ class RealNVP(nn.Module):
 
   @nn.nowrap
   def permutations(self, dim: int) -> np.ndarray:
-    """The (num_couplings, dim) fixed permutations; row i precedes coupling i."""
+    """Fixed (num_couplings, dim) permutations; row i precedes coupling i."""
     return coupling_permutations(self.num_couplings, dim,
                                  self.permutation_seed)
 

@@ -162,10 +162,17 @@ def check_finite(record: dict[str, Any], where: str) -> None:
 
 
 class MetricsWriter:
-  """Appends JSON lines; on resume, drops lines written after the checkpoint."""
+  """Appends JSON lines; on resume, drops lines written after the checkpoint.
 
-  def __init__(self, path: str, resume_step: Optional[int]):
+  ``enabled=False`` makes it a no-op (the other processes of a multi-process
+  run: one process writes the shared file).
+  """
+
+  def __init__(self, path: str, resume_step: Optional[int], enabled: bool = True):
     self.path = path
+    self.enabled = enabled
+    if not enabled:
+      return
     if resume_step is None:
       open(path, 'w').close()
     elif os.path.exists(path):
@@ -175,6 +182,8 @@ class MetricsWriter:
         f.writelines(kept)
 
   def write(self, record: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
     with open(self.path, 'a') as f:
       f.write(json.dumps(record) + '\n')
 
@@ -209,7 +218,9 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   os.makedirs(workdir, exist_ok=True)
-  log = print if verbose else (lambda *a, **k: None)
+  # Multi-process runs: every process trains, process 0 alone logs and writes.
+  primary = jax.process_index() == 0
+  log = print if verbose and primary else (lambda *a, **k: None)
   rep = parallel.replicated(mesh)
 
   tx = task.optimizer or make_optimizer(config)
@@ -226,7 +237,8 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
     state = ckpt.restore(resume_step, args=ocp.args.StandardRestore(abstract))
     log(f'resumed from the checkpoint at step {resume_step} in {workdir}')
-  writer = MetricsWriter(os.path.join(workdir, 'metrics.jsonl'), resume_step)
+  writer = MetricsWriter(os.path.join(workdir, 'metrics.jsonl'), resume_step,
+                         enabled=primary)
 
   def evaluate(step):
     if task.evaluate is None:

@@ -1,0 +1,510 @@
+"""Estimate I(X; Y) from two arrays of samples with any bound and critic.
+
+    result = estimate_mi(x, y)                     # InfoNCE, concat critic
+    result = estimate_mi(x, y, bound='smile', critic='concat',
+                         bound_kwargs={'clip': 5.0})
+    print(result.mi, '+-', result.stderr)
+
+What ``estimate_mi`` does:
+
+1. Checks the inputs ((n, d) arrays, same n, finite values, enough samples),
+   shuffles them and holds out a test split (``test_fraction``).
+2. Standardises every coordinate with a monotone map fitted on the training
+   split (``standardize``): by default the rank-Gaussian map
+   v -> Phi^{-1}(F_n(v)) with F_n the empirical CDF, which gives every
+   coordinate standard normal margins; or z-scores. MI is invariant to
+   invertible per-coordinate maps, and the rank map makes the estimate
+   invariant to them too: heavy tails (a z-scored Cauchy sample squashes its
+   bulk into a tiny interval) and marginal distortions disappear before the
+   critic sees the data. Unit scales keep the critic's initialisation and
+   learning rate meaningful.
+3. Trains the critic (``infomax_jax.critics``) by maximising the chosen bound
+   (``infomax_jax.bounds``) with Adam on batches of ``batch_size`` pairs drawn
+   without replacement (a fresh permutation per epoch). The whole optimisation
+   is one jitted ``lax.while_loop`` over chunks of ``eval_every`` steps, each
+   chunk a ``lax.scan``; between chunks the held-out estimate is computed on
+   device, the best parameters are kept, and training stops after
+   ``patience`` evaluations without improvement. There are no host round
+   trips during training. ``tuba`` and ``interpolated`` learn a baseline
+   a(y) (a small MLP) jointly with the critic; ``mine`` carries its moving
+   average in the scan.
+4. Reports the held-out estimate of the best parameters: the test split is cut
+   into B disjoint batches of K = min(batch_size, n_test) pairs, the
+   evaluation bound is computed on each batch's K x K score matrix, and
+
+       mi = (1/B) sum_b I_b,    stderr = std_b(I_b) / sqrt(B).
+
+Held-out estimator per training bound (``EVAL_BOUNDS``): the bound itself for
+dv, nwj, infonce, tuba, interpolated and smile (their values are MI
+estimates); ``dv`` for mine (MINE's value *is* DV; only its gradient differs);
+``dv`` for jsd: the JS objective is not an MI estimate, but its optimal critic
+is the log density ratio log p(x, y) / (p(x) p(y)) (the logit of the optimal
+classifier), and DV of that critic is the MI (as SMILE evaluates its
+JS-trained critic). ``eval_bound`` overrides the choice.
+
+Caveats: the reported value is the held-out estimate at the evaluation that
+scored best, so it carries a small upward selection bias (of the order of the
+standard error; the estimates of successive evaluations are strongly
+correlated). InfoNCE never exceeds log K; NWJ, DV, MINE and SMILE can exceed
+the truth on a finite test batch (DV and SMILE through the log of a sample
+mean).
+
+References: Belghazi et al. 2018 (MINE); Poole et al. 2019 (bounds and
+critics); Song & Ermon 2020 (SMILE); Czyz et al. 2023 (BMI benchmark).
+"""
+
+import dataclasses
+import functools
+import math
+import time
+from typing import Any, Mapping, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from scipy import special
+
+from infomax_jax import bounds
+from infomax_jax import critics
+from infomax_jax import registry
+
+Array = jax.Array
+
+# Held-out estimator used for each training bound (see the module docstring).
+EVAL_BOUNDS: dict[str, str] = {
+    'dv': 'dv', 'nwj': 'nwj', 'infonce': 'infonce', 'tuba': 'tuba',
+    'interpolated': 'interpolated', 'smile': 'smile', 'mine': 'dv', 'jsd': 'dv',
+}
+
+# Bounds that can serve as a held-out estimate: all but mine (stateful; use
+# dv, its value) and jsd (not an MI estimate).
+_EVAL_CHOICES = ('dv', 'nwj', 'infonce', 'tuba', 'interpolated', 'smile')
+
+# Hyperparameters of each bound (keyword -> default); ``baseline_hidden`` are
+# the hidden widths of the learned baseline a(y) of tuba / interpolated.
+BOUND_DEFAULTS: dict[str, dict[str, Any]] = {
+    'dv': {}, 'nwj': {}, 'infonce': {}, 'jsd': {},
+    'tuba': {'baseline_hidden': (64,)},
+    'interpolated': {'alpha': 0.01, 'baseline_hidden': (64,)},
+    'smile': {'clip': 5.0},
+    'mine': {'momentum': 0.99},
+}
+
+# Critic architecture used when ``critic_kwargs`` is None.
+CRITIC_DEFAULTS: dict[str, dict[str, Any]] = {
+    'separable': {'hidden': (64,), 'embed_dim': 16},
+    'concat': {'hidden': (16, 8)},
+    'bilinear': {},
+    'inner_product': {},
+}
+
+_MIN_SPLIT = 16   # fewest samples allowed in the train and in the test split
+
+
+class MIEstimate(NamedTuple):
+  """The result of ``estimate_mi``.
+
+  Attributes:
+    mi: held-out MI estimate in nats (at the best evaluation).
+    stderr: its standard error over the B held-out batches (nan if B = 1).
+    bound: the training bound.
+    eval_bound: the bound used for the held-out estimate.
+    critic: the critic's name.
+    train_curve: (steps_run,) the training bound's value on each step's batch.
+    eval_steps: (n_evals,) number of training steps at each evaluation.
+    test_curve: (n_evals,) held-out estimate at each evaluation.
+    best_step: training steps of the reported (best) evaluation.
+    steps_run: training steps actually run (< ``steps`` if stopped early).
+    stopped_early: whether the patience ran out before ``steps``.
+    n_train: size of the training split.
+    n_test: size of the test split.
+    batch_size: K used for training and for the held-out batches.
+    seconds: wall time of the call (including compilation).
+    params: the best parameters: {'critic': ..., 'baseline': ...} pytree.
+  """
+  mi: float
+  stderr: float
+  bound: str
+  eval_bound: str
+  critic: str
+  train_curve: np.ndarray
+  eval_steps: np.ndarray
+  test_curve: np.ndarray
+  best_step: int
+  steps_run: int
+  stopped_early: bool
+  n_train: int
+  n_test: int
+  batch_size: int
+  seconds: float
+  params: Any
+
+
+# ---------------------------------------------------------------- validation --
+
+def _as_samples(a: Any, name: str) -> np.ndarray:
+  """(n,) or (n, d) real array -> float32 (n, d) numpy array."""
+  try:
+    arr = np.asarray(a)
+  except Exception as e:  # pylint: disable=broad-except
+    raise TypeError(f'{name} must be an array of samples, got '
+                    f'{type(a).__name__}') from e
+  if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
+                                 or np.issubdtype(arr.dtype, np.integer)
+                                 or arr.dtype == bool):
+    raise TypeError(f'{name} must hold real numbers, got dtype {arr.dtype}')
+  if arr.ndim == 1:
+    arr = arr[:, None]
+  if arr.ndim != 2:
+    raise ValueError(f'{name} must have shape (n,) or (n, d), got shape '
+                     f'{arr.shape}')
+  if arr.shape[1] < 1:
+    raise ValueError(f'{name} must have at least one column, got shape '
+                     f'{arr.shape}')
+  arr = arr.astype(np.float32)
+  bad = ~np.isfinite(arr)
+  if bad.any():
+    rows = np.flatnonzero(bad.any(axis=1))
+    raise ValueError(f'{name} has {int(bad.sum())} non-finite values (nan or '
+                     f'inf) in {rows.size} samples, e.g. row {int(rows[0])}; '
+                     f'drop or impute them first')
+  return arr
+
+
+def _check_positive_int(v: Any, name: str) -> int:
+  if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+    raise ValueError(f'{name} must be a positive int, got {v!r}')
+  return int(v)
+
+
+def _freeze(v: Any) -> Any:
+  """Lists -> tuples (recursively) so that hyperparameters are hashable."""
+  if isinstance(v, (list, tuple)):
+    return tuple(_freeze(e) for e in v)
+  if isinstance(v, Mapping):
+    return tuple(sorted((k, _freeze(e)) for k, e in v.items()))
+  return v
+
+
+def _bound_kwargs(bound: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
+  defaults = BOUND_DEFAULTS[bound]
+  given = dict(given or {})
+  unknown = sorted(set(given) - set(defaults))
+  if unknown:
+    valid = ', '.join(sorted(defaults)) or 'none'
+    raise ValueError(f'unknown bound_kwargs for {bound!r}: {unknown}; valid '
+                     f'keys are: {valid}')
+  return {**defaults, **given}
+
+
+# ----------------------------------------------------------- preprocessing --
+
+STANDARDIZATIONS = ('rank', 'zscore', 'none')
+
+
+def _standardize(train: np.ndarray, test: np.ndarray,
+                 how: str) -> tuple[np.ndarray, np.ndarray]:
+  """Per-coordinate monotone maps fitted on the training split (MI-preserving).
+
+  rank: v -> Phi^{-1}(F_n(v)), F_n the training split's empirical CDF at the
+  levels (i + 1/2) / n, linearly interpolated between the sorted training
+  values (standard normal margins, whatever the tails; test values outside
+  the training range are clipped to it). zscore: (v - mean) / std. none:
+  unchanged.
+  """
+  if how == 'none':
+    return train, test
+  if how == 'rank':
+    n = train.shape[0]
+    levels = _normal_ppf((np.arange(n) + 0.5) / n).astype(np.float32)
+    out_train, out_test = np.empty_like(train), np.empty_like(test)
+    for j in range(train.shape[1]):
+      srt = np.sort(train[:, j])
+      out_train[:, j] = np.interp(train[:, j], srt, levels)
+      out_test[:, j] = np.interp(test[:, j], srt, levels)
+    return out_train, out_test
+  center, scale = train.mean(0), train.std(0)
+  scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+  return (train - center) / scale, (test - center) / scale
+
+
+def _normal_ppf(p: np.ndarray) -> np.ndarray:
+  """Phi^{-1}(p), the standard normal quantile function."""
+  return np.sqrt(2.0) * special.erfinv(2.0 * np.asarray(p, np.float64) - 1.0)
+
+
+# ------------------------------------------------------------------ training --
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  """Everything static about one fit (hashable: the jit cache key)."""
+  bound: str
+  eval_bound: str
+  critic: str
+  critic_kwargs: tuple
+  bound_kwargs: tuple
+  batch_size: int
+  eval_batch: int
+  num_eval_batches: int
+  chunk: int
+  num_chunks: int
+  patience: int
+  learning_rate: float
+
+
+class _Model(nn.Module):
+  """The critic plus, for tuba / interpolated, the baseline a(y)."""
+  critic: str
+  critic_kwargs: tuple
+  baseline_hidden: tuple | None
+
+  @nn.compact
+  def __call__(self, x: Array, y: Array) -> tuple[Array, Array | None]:
+    scores = critics.make_critic(self.critic, **dict(self.critic_kwargs))(x, y)
+    if self.baseline_hidden is None:
+      return scores, None
+    a = critics.MLP((*self.baseline_hidden, 1), name='baseline')(y)[:, 0]
+    return scores, a
+
+
+def _model(spec: _Spec) -> _Model:
+  kw = dict(spec.bound_kwargs)
+  hidden = kw.get('baseline_hidden')
+  needs = spec.bound in ('tuba', 'interpolated') or spec.eval_bound in (
+      'tuba', 'interpolated')
+  return _Model(spec.critic, spec.critic_kwargs,
+                tuple(hidden or (64,)) if needs else None)
+
+
+def _bound_value(name: str, scores: Array, baseline: Array | None,
+                 kw: dict[str, Any], mine_state=None):
+  """The value of bound ``name`` (and MINE's new state) on one score matrix."""
+  if name == 'tuba':
+    return bounds.tuba(scores, baseline), mine_state
+  if name == 'interpolated':
+    return bounds.interpolated(scores, baseline, kw['alpha']), mine_state
+  if name == 'smile':
+    return bounds.smile(scores, clip=kw['clip']), mine_state
+  if name == 'mine':
+    return bounds.mine(scores, mine_state, momentum=kw['momentum'])
+  return bounds.get(name)(scores), mine_state
+
+
+@functools.partial(jax.jit, static_argnames=('spec',))
+def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
+         y_test: Array, spec: _Spec):
+  """Trains with early stopping; returns best params and the curves."""
+  model = _model(spec)
+  kw = dict(spec.bound_kwargs)
+  k, n_train = spec.batch_size, x_train.shape[0]
+  steps_per_epoch = n_train // k
+  key_init, key_perm = jax.random.split(key)
+  params = model.init(key_init, x_train[:k], y_train[:k])
+  tx = optax.adam(spec.learning_rate)
+  opt_state = tx.init(params)
+  mine_state = bounds.mine_init()
+
+  # Held-out batches: (B, K, d).
+  nb, ke = spec.num_eval_batches, spec.eval_batch
+  xt = x_test[:nb * ke].reshape(nb, ke, -1)
+  yt = y_test[:nb * ke].reshape(nb, ke, -1)
+
+  def held_out(p):
+    def one(batch):
+      scores, a = model.apply(p, *batch)
+      return _bound_value(spec.eval_bound, scores, a, kw)[0]
+    values = jax.lax.map(one, (xt, yt))
+    mean = jnp.mean(values)
+    se = jnp.std(values, ddof=1) / jnp.sqrt(nb) if nb > 1 else jnp.nan
+    return mean, se
+
+  def objective(p, xb, yb, ms):
+    scores, a = model.apply(p, xb, yb)
+    value, ms = _bound_value(spec.bound, scores, a, kw, ms)
+    return -value, (value, ms)
+
+  grad_fn = jax.value_and_grad(objective, has_aux=True)
+
+  def train_step(carry, t):
+    p, o, ms, perm = carry
+    pos = t % steps_per_epoch
+    perm = jax.lax.cond(
+        pos == 0,
+        lambda: jax.random.permutation(
+            jax.random.fold_in(key_perm, t // steps_per_epoch), n_train),
+        lambda: perm)
+    idx = jax.lax.dynamic_slice(perm, (pos * k,), (k,))
+    (_, (value, ms)), grads = grad_fn(p, x_train[idx], y_train[idx], ms)
+    updates, o = tx.update(grads, o, p)
+    return (optax.apply_updates(p, updates), o, ms, perm), value
+
+  n_steps = spec.chunk * spec.num_chunks
+  init = dict(
+      chunk=jnp.zeros((), jnp.int32), params=params, opt=opt_state,
+      mine=mine_state, perm=jnp.arange(n_train),
+      best_params=params, best=jnp.full((), -jnp.inf), best_se=jnp.full((), jnp.nan),
+      best_chunk=jnp.zeros((), jnp.int32), bad=jnp.zeros((), jnp.int32),
+      train_curve=jnp.full((n_steps,), jnp.nan),
+      test_curve=jnp.full((spec.num_chunks,), jnp.nan))
+
+  def cond(s):
+    return (s['chunk'] < spec.num_chunks) & (s['bad'] < spec.patience)
+
+  def body(s):
+    c = s['chunk']
+    steps = c * spec.chunk + jnp.arange(spec.chunk)
+    (p, o, ms, perm), values = jax.lax.scan(
+        train_step, (s['params'], s['opt'], s['mine'], s['perm']), steps)
+    est, se = held_out(p)
+    better = est > s['best']
+    pick = lambda new, old: jax.tree.map(  # pylint: disable=g-long-lambda
+        lambda a, b: jnp.where(better, a, b), new, old)
+    return dict(
+        chunk=c + 1, params=p, opt=o, mine=ms, perm=perm,
+        best_params=pick(p, s['best_params']),
+        best=jnp.where(better, est, s['best']),
+        best_se=jnp.where(better, se, s['best_se']),
+        best_chunk=jnp.where(better, c, s['best_chunk']),
+        bad=jnp.where(better, 0, s['bad'] + 1),
+        train_curve=jax.lax.dynamic_update_slice(
+            s['train_curve'], values, (c * spec.chunk,)),
+        test_curve=s['test_curve'].at[c].set(est))
+
+  out = jax.lax.while_loop(cond, body, init)
+  return dict(params=out['best_params'], mi=out['best'], stderr=out['best_se'],
+              best_chunk=out['best_chunk'], chunks=out['chunk'],
+              train_curve=out['train_curve'], test_curve=out['test_curve'])
+
+
+# ---------------------------------------------------------------- public API --
+
+def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
+                critic: str = 'concat',
+                critic_kwargs: Mapping[str, Any] | None = None,
+                bound_kwargs: Mapping[str, Any] | None = None,
+                eval_bound: str | None = None,
+                batch_size: int = 256, steps: int = 2000,
+                learning_rate: float = 3e-3, eval_every: int = 100,
+                patience: int = 5, test_fraction: float = 0.5,
+                standardize: str = 'rank', seed: int = 0) -> MIEstimate:
+  """Estimates I(X; Y) in nats by training a critic on a variational bound.
+
+  Args:
+    x: (n,) or (n, d_x) samples of X.
+    y: (n,) or (n, d_y) samples of Y; row i of x and y form the i-th pair.
+    bound: training bound, one of ``infomax_jax.bounds.BOUNDS``: dv, nwj,
+      infonce, jsd, tuba, interpolated, smile, mine.
+    critic: one of ``infomax_jax.critics.CRITICS``: separable, concat,
+      bilinear, inner_product.
+    critic_kwargs: the critic module's fields; default ``CRITIC_DEFAULTS``.
+    bound_kwargs: the bound's hyperparameters (``BOUND_DEFAULTS``): ``clip``
+      (smile), ``alpha`` (interpolated), ``momentum`` (mine),
+      ``baseline_hidden`` (tuba, interpolated).
+    eval_bound: estimator of the held-out MI; default ``EVAL_BOUNDS[bound]``.
+      One of dv, nwj, infonce, smile (tuba / interpolated only when training
+      one of them, which learns their baseline).
+    batch_size: K, the number of pairs per training batch (K positives, K(K-1)
+      negatives) and per held-out batch; reduced to the split size if larger.
+      InfoNCE estimates never exceed log K.
+    steps: maximum number of training steps.
+    learning_rate: Adam's learning rate.
+    eval_every: training steps between held-out evaluations (one jitted
+      ``lax.scan`` chunk).
+    patience: stop after this many evaluations without a new best.
+    test_fraction: fraction of the samples held out for the estimate.
+    standardize: per-coordinate monotone map fitted on the training split
+      (MI is invariant to such maps): 'rank' (standard normal margins from
+      the empirical CDF; robust to heavy tails and to marginal distortions),
+      'zscore' or 'none'.
+    seed: seed of the split, the initialisation and the batches.
+
+  Returns:
+    An ``MIEstimate``: ``mi`` and ``stderr`` (held-out, nats), the curves and
+    the best parameters.
+
+  Raises:
+    TypeError: non-numeric samples or a non-str name.
+    ValueError: mismatched sample counts, non-finite samples, too few samples,
+      bad shapes, an unknown bound / critic / eval_bound (the message lists
+      the valid names) or a bad hyperparameter.
+  """
+  t0 = time.perf_counter()
+  registry.lookup(bounds.BOUNDS, bound, 'bound')
+  registry.lookup(critics.CRITICS, critic, 'critic')
+  if eval_bound is None:
+    eval_bound = EVAL_BOUNDS[bound]
+  registry.lookup({b: b for b in _EVAL_CHOICES}, eval_bound, 'eval_bound')
+  if (eval_bound in ('tuba', 'interpolated')
+      and bound not in ('tuba', 'interpolated')):
+    raise ValueError(f'eval_bound={eval_bound!r} needs a learned baseline, '
+                     f'which only bound=tuba or interpolated trains; got '
+                     f'bound={bound!r}')
+  kw = _bound_kwargs(bound, bound_kwargs)
+  if eval_bound != bound:       # the eval bound's own defaults (e.g. smile clip)
+    kw = {**BOUND_DEFAULTS[eval_bound], **kw}
+  ck = CRITIC_DEFAULTS[critic] if critic_kwargs is None else dict(critic_kwargs)
+
+  batch_size = _check_positive_int(batch_size, 'batch_size')
+  steps = _check_positive_int(steps, 'steps')
+  eval_every = _check_positive_int(eval_every, 'eval_every')
+  patience = _check_positive_int(patience, 'patience')
+  if not (isinstance(learning_rate, (int, float)) and learning_rate > 0
+          and math.isfinite(learning_rate)):
+    raise ValueError(f'learning_rate must be a finite number > 0, got '
+                     f'{learning_rate!r}')
+  registry.lookup({s: s for s in STANDARDIZATIONS}, standardize, 'standardize')
+  if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
+    raise ValueError(f'test_fraction must lie in (0, 1), got {test_fraction!r}')
+
+  x = _as_samples(x, 'x')
+  y = _as_samples(y, 'y')
+  if x.shape[0] != y.shape[0]:
+    raise ValueError(f'x and y must hold the same number of samples (rows), '
+                     f'got x: {x.shape} and y: {y.shape}')
+  n = x.shape[0]
+  n_test = int(round(test_fraction * n))
+  n_train = n - n_test
+  if min(n_train, n_test) < _MIN_SPLIT:
+    raise ValueError(
+        f'too few samples: got n = {n}, split into {n_train} train / {n_test} '
+        f'test (test_fraction={test_fraction}); estimate_mi needs at least '
+        f'{_MIN_SPLIT} samples in each split')
+
+  key = jax.random.key(seed)
+  key_split, key_fit = jax.random.split(key)
+  order = np.asarray(jax.random.permutation(key_split, n))
+  x, y = x[order], y[order]
+  x_train, x_test = x[:n_train], x[n_train:]
+  y_train, y_test = y[:n_train], y[n_train:]
+  x_train, x_test = _standardize(x_train, x_test, standardize)
+  y_train, y_test = _standardize(y_train, y_test, standardize)
+
+  k = min(batch_size, n_train)
+  ke = min(batch_size, n_test)
+  chunk = min(eval_every, steps)
+  spec = _Spec(
+      bound=bound, eval_bound=eval_bound, critic=critic,
+      critic_kwargs=_freeze(ck), bound_kwargs=_freeze(kw), batch_size=k,
+      eval_batch=ke, num_eval_batches=n_test // ke, chunk=chunk,
+      num_chunks=-(-steps // chunk), patience=patience,
+      learning_rate=float(learning_rate))
+  out = jax.device_get(_fit(key_fit, jnp.asarray(x_train), jnp.asarray(y_train),
+                            jnp.asarray(x_test), jnp.asarray(y_test), spec))
+  chunks = int(out['chunks'])
+  steps_run = chunks * chunk
+  mi = float(out['mi'])
+  if not math.isfinite(mi):
+    raise FloatingPointError(
+        f'estimate_mi: the held-out {eval_bound} estimate is not finite '
+        f'({mi}); training with bound={bound!r} diverged — try a smaller '
+        f'learning_rate or another bound')
+  return MIEstimate(
+      mi=mi, stderr=float(out['stderr']), bound=bound, eval_bound=eval_bound,
+      critic=critic, train_curve=np.asarray(out['train_curve'][:steps_run]),
+      eval_steps=chunk * np.arange(1, chunks + 1),
+      test_curve=np.asarray(out['test_curve'][:chunks]),
+      best_step=chunk * (int(out['best_chunk']) + 1), steps_run=steps_run,
+      stopped_early=chunks < spec.num_chunks, n_train=n_train, n_test=n_test,
+      batch_size=k, seconds=time.perf_counter() - t0, params=out['params'])

@@ -1,0 +1,319 @@
+"""Linear and non-linear probes: classifiers trained on frozen features.
+
+A probe standardises the features (mean and standard deviation fitted on the
+train split; constant features are left at zero), fits a softmax classifier on
+the train split and reports accuracy on both splits. The whole fit is one
+jitted XLA program, compiled once per (shapes, settings) and reused, so calling
+it every few thousand training steps costs only the optimisation itself.
+
+* Full batch (``batch_size=None``, default): L-BFGS (``optax.lbfgs`` with its
+  zoom line search) inside a ``lax.while_loop``, stopped after ``steps``
+  iterations or when the gradient norm falls below ``1e-5``. Deterministic.
+* Mini-batch (``batch_size=B``): Adam inside a ``lax.scan``, batches drawn by
+  ``data.batch_indices`` from ``fold_in(PRNGKey(seed), step)``; deterministic
+  in ``seed``. Use it when the features do not fit in memory twice or for MLP
+  probes on large data.
+
+The objective is the mean cross-entropy plus ``l2 / 2 * sum(kernel ** 2)``
+(biases are not penalised). scikit-learn's ``LogisticRegression(C=C)`` on N
+examples minimises the same objective with ``l2 = 1 / (C * N)``.
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from infomax_jax import data
+
+DEFAULT_L2 = 1e-4
+DEFAULT_STEPS = 100
+DEFAULT_ADAM_LEARNING_RATE = 1e-3
+# L-BFGS stops early once the gradient norm of the mean loss is this small.
+_GRAD_TOLERANCE = 1e-5
+
+
+class ProbeClassifier(nn.Module):
+  """Softmax classifier: linear, or one hidden ReLU layer.
+
+  The linear classifier starts at zero weights (uniform predictions), so its
+  full-batch fit does not depend on the seed.
+
+  Attributes:
+    num_classes: number of output logits.
+    hidden_size: width of the hidden layer; ``None`` for a linear classifier.
+  """
+  num_classes: int
+  hidden_size: int | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.hidden_size is None:
+      return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)(x)
+    x = nn.relu(nn.Dense(self.hidden_size)(x))
+    return nn.Dense(self.num_classes)(x)
+
+
+def linear_probe(
+    train_x: Any,
+    train_y: Any,
+    test_x: Any,
+    test_y: Any,
+    *,
+    num_classes: int | None = None,
+    l2: float = DEFAULT_L2,
+    steps: int = DEFAULT_STEPS,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+  """Multinomial logistic regression on frozen features.
+
+  Args:
+    train_x: (N, D) train features.
+    train_y: (N,) integer train labels.
+    test_x: (M, D) test features.
+    test_y: (M,) integer test labels.
+    num_classes: number of classes; ``None`` means ``max label + 1``.
+    l2: weight of ``0.5 * ||W||^2`` added to the mean cross-entropy.
+    steps: L-BFGS iterations (full batch) or Adam steps (mini-batch).
+    learning_rate: Adam step size for mini-batch training (``None`` means
+      1e-3). Must be ``None`` for full-batch L-BFGS, whose line search picks
+      the steps.
+    batch_size: ``None`` for full-batch L-BFGS, else the Adam batch size.
+    seed: seeds the initialisation and the mini-batches.
+
+  Returns:
+    ``{'accuracy': test accuracy, 'train_accuracy': ..., 'train_loss': final
+    regularised train loss, 'steps': iterations run}``.
+  """
+  return _probe(train_x, train_y, test_x, test_y, hidden_size=None,
+                num_classes=num_classes, l2=l2, steps=steps,
+                learning_rate=learning_rate, batch_size=batch_size, seed=seed)
+
+
+def mlp_probe(
+    train_x: Any,
+    train_y: Any,
+    test_x: Any,
+    test_y: Any,
+    *,
+    hidden_size: int = 200,
+    num_classes: int | None = None,
+    l2: float = DEFAULT_L2,
+    steps: int = DEFAULT_STEPS,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+  """Classifier with one hidden ReLU layer on frozen features (DIM's probe).
+
+  Hjelm et al. (2019) evaluate with one hidden layer of 200 units. Arguments
+  and return value are those of ``linear_probe``, plus:
+
+  Args:
+    train_x: (N, D) train features.
+    train_y: (N,) integer train labels.
+    test_x: (M, D) test features.
+    test_y: (M,) integer test labels.
+    hidden_size: width of the hidden layer.
+    num_classes: number of classes; ``None`` means ``max label + 1``.
+    l2: weight of ``0.5 * sum ||kernel||^2`` added to the mean cross-entropy.
+    steps: L-BFGS iterations (full batch) or Adam steps (mini-batch).
+    learning_rate: Adam step size (mini-batch only; ``None`` means 1e-3).
+    batch_size: ``None`` for full-batch L-BFGS, else the Adam batch size.
+    seed: seeds the initialisation and the mini-batches.
+
+  Returns:
+    ``{'accuracy', 'train_accuracy', 'train_loss', 'steps'}`` as in
+    ``linear_probe``.
+  """
+  if not isinstance(hidden_size, (int, np.integer)) or hidden_size < 1:
+    raise ValueError(f'hidden_size must be a positive int, got {hidden_size!r}')
+  return _probe(train_x, train_y, test_x, test_y, hidden_size=int(hidden_size),
+                num_classes=num_classes, l2=l2, steps=steps,
+                learning_rate=learning_rate, batch_size=batch_size, seed=seed)
+
+
+def _check_features(x: Any, name: str) -> jax.Array:
+  x = jnp.asarray(x)
+  if x.ndim != 2:
+    raise ValueError(f'{name} must have shape (num_examples, num_features), '
+                     f'got shape {x.shape}; flatten feature maps first')
+  if not (jnp.issubdtype(x.dtype, jnp.floating) or
+          jnp.issubdtype(x.dtype, jnp.integer)):
+    raise TypeError(f'{name} must be a numeric array, got dtype {x.dtype}')
+  x = x.astype(jnp.float32)
+  if not bool(jnp.isfinite(x).all()):
+    raise ValueError(f'{name} contains NaN or inf values')
+  return x
+
+
+def _check_labels(y: Any, name: str, num_examples: int) -> np.ndarray:
+  y = np.asarray(y)
+  if y.shape != (num_examples,):
+    raise ValueError(f'{name} must have shape ({num_examples},) to match the '
+                     f'features, got shape {y.shape}')
+  if not np.issubdtype(y.dtype, np.integer):
+    raise TypeError(f'{name} must hold integer class labels, got dtype '
+                    f'{y.dtype}')
+  if y.size and y.min() < 0:
+    raise ValueError(f'{name} must be >= 0, got a label {y.min()}')
+  return y.astype(np.int32)
+
+
+def _probe(train_x: Any, train_y: Any, test_x: Any, test_y: Any, *,
+           hidden_size: int | None, num_classes: int | None, l2: float,
+           steps: int, learning_rate: float | None, batch_size: int | None,
+           seed: int) -> dict[str, float]:
+  """Validates inputs, then fits and evaluates in one jitted call."""
+  train_x = _check_features(train_x, 'train_x')
+  test_x = _check_features(test_x, 'test_x')
+  if train_x.shape[0] == 0 or test_x.shape[0] == 0:
+    raise ValueError(f'need at least one train and one test example, got '
+                     f'{train_x.shape[0]} and {test_x.shape[0]}')
+  if train_x.shape[1] != test_x.shape[1]:
+    raise ValueError(f'train_x and test_x must have the same number of '
+                     f'features, got {train_x.shape[1]} and {test_x.shape[1]}')
+  train_y = _check_labels(train_y, 'train_y', train_x.shape[0])
+  test_y = _check_labels(test_y, 'test_y', test_x.shape[0])
+  largest = int(max(train_y.max(), test_y.max()))
+  if num_classes is None:
+    num_classes = max(largest + 1, 2)
+  elif not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+    raise ValueError(f'num_classes must be an int >= 2, got {num_classes!r}')
+  elif largest >= num_classes:
+    raise ValueError(f'labels must be < num_classes={num_classes}, got a '
+                     f'label {largest}')
+  if not isinstance(steps, (int, np.integer)) or steps < 1:
+    raise ValueError(f'steps must be a positive int, got {steps!r}')
+  if not l2 >= 0:
+    raise ValueError(f'l2 must be >= 0, got {l2!r}')
+  if batch_size is None:
+    if learning_rate is not None:
+      raise ValueError(
+          f'learning_rate={learning_rate!r} applies to mini-batch Adam; '
+          'full-batch L-BFGS (batch_size=None) picks its steps by line '
+          'search, so leave learning_rate=None or set batch_size')
+  else:
+    if not isinstance(batch_size, (int, np.integer)) or not (
+        1 <= batch_size <= train_x.shape[0]):
+      raise ValueError(f'batch_size must be an int in [1, {train_x.shape[0]}] '
+                       f'(the number of train examples), got {batch_size!r}')
+    batch_size = int(batch_size)
+    if learning_rate is None:
+      learning_rate = DEFAULT_ADAM_LEARNING_RATE
+    if not learning_rate > 0:
+      raise ValueError(f'learning_rate must be > 0, got {learning_rate!r}')
+
+  model = ProbeClassifier(num_classes=int(num_classes), hidden_size=hidden_size)
+  results = _fit_and_evaluate(
+      model, train_x, jnp.asarray(train_y), test_x, jnp.asarray(test_y),
+      jax.random.PRNGKey(seed), jnp.float32(l2),
+      None if learning_rate is None else jnp.float32(learning_rate),
+      jnp.int32(steps), adam_steps=None if batch_size is None else int(steps),
+      batch_size=batch_size)
+  results = jax.device_get(results)
+  return {'accuracy': float(results['accuracy']),
+          'train_accuracy': float(results['train_accuracy']),
+          'train_loss': float(results['train_loss']),
+          'steps': int(results['steps'])}
+
+
+def _kernel_sq_norm(params: Any) -> jax.Array:
+  """Sum of squared Dense kernels (biases are not regularised)."""
+  leaves = jax.tree_util.tree_leaves_with_path(params)
+  return sum(jnp.sum(leaf**2) for path, leaf in leaves
+             if getattr(path[-1], 'key', None) == 'kernel')
+
+
+@functools.partial(jax.jit,
+                   static_argnames=('model', 'adam_steps', 'batch_size'))
+def _fit_and_evaluate(model: ProbeClassifier, train_x: jax.Array,
+                      train_y: jax.Array, test_x: jax.Array, test_y: jax.Array,
+                      key: jax.Array, l2: jax.Array,
+                      learning_rate: jax.Array | None, steps: jax.Array, *,
+                      adam_steps: int | None,
+                      batch_size: int | None) -> dict[str, jax.Array]:
+  """Standardises, fits and evaluates; one compiled program per setting.
+
+  L-BFGS's ``steps`` is traced (changing it does not recompile); Adam's scan
+  length ``adam_steps`` is static.
+  """
+  mean = jnp.mean(train_x, axis=0)
+  std = jnp.std(train_x, axis=0)
+  std = jnp.where(std > 0, std, 1.0)  # constant features (blank pixels) -> 0
+  train_x = (train_x - mean) / std
+  test_x = (test_x - mean) / std
+  init_key, batch_key = jax.random.split(key)
+  params = model.init(init_key, train_x[:1])
+  # One-hot targets: a dense product is much faster on CPU than the
+  # gather/scatter pair of integer-label cross-entropy.
+  train_targets = jax.nn.one_hot(train_y, model.num_classes, dtype=jnp.float32)
+
+  def loss_fn(params, x, targets):
+    logits = model.apply(params, x)
+    cross_entropy = jnp.mean(jax.nn.logsumexp(logits, axis=-1) -
+                             jnp.sum(targets * logits, axis=-1))
+    return cross_entropy + 0.5 * l2 * _kernel_sq_norm(params)
+
+  if batch_size is None:
+    params, loss, num_steps = _lbfgs(
+        lambda p: loss_fn(p, train_x, train_targets), params, steps)
+  else:
+    params, loss, num_steps = _adam(
+        loss_fn, params, train_x, train_targets, batch_key, learning_rate,
+        adam_steps, batch_size)
+
+  def accuracy(x, y):
+    return jnp.mean(jnp.argmax(model.apply(params, x), axis=-1) == y)
+
+  return {'accuracy': accuracy(test_x, test_y),
+          'train_accuracy': accuracy(train_x, train_y),
+          'train_loss': loss, 'steps': num_steps}
+
+
+def _lbfgs(loss_fn, params, steps):
+  """Full-batch L-BFGS with zoom line search; returns (params, loss, steps)."""
+  optimizer = optax.lbfgs()
+  # Reuses the value and gradient the line search already computed.
+  value_and_grad = optax.value_and_grad_from_state(loss_fn)
+
+  def not_done(carry):
+    _, state, step = carry
+    grad = optax.tree_utils.tree_get(state, 'grad')
+    return (step == 0) | ((step < steps) &
+                          (optax.tree_utils.tree_norm(grad) >= _GRAD_TOLERANCE))
+
+  def one_step(carry):
+    params, state, step = carry
+    value, grad = value_and_grad(params, state=state)
+    updates, state = optimizer.update(grad, state, params, value=value,
+                                      grad=grad, value_fn=loss_fn)
+    return optax.apply_updates(params, updates), state, step + 1
+
+  params, state, num_steps = jax.lax.while_loop(
+      not_done, one_step, (params, optimizer.init(params), jnp.int32(0)))
+  return params, optax.tree_utils.tree_get(state, 'value'), num_steps
+
+
+def _adam(loss_fn, params, x, targets, key, learning_rate, steps, batch_size):
+  """Mini-batch Adam; returns (params, last batch loss, steps)."""
+  optimizer = optax.adam(learning_rate)
+  num_examples = x.shape[0]
+
+  def one_step(carry, step):
+    params, state = carry
+    idx = data.batch_indices(jax.random.fold_in(key, step), num_examples,
+                             batch_size)
+    loss, grad = jax.value_and_grad(loss_fn)(params, x[idx], targets[idx])
+    updates, state = optimizer.update(grad, state, params)
+    return (optax.apply_updates(params, updates), state), loss
+
+  (params, _), losses = jax.lax.scan(
+      one_step, (params, optimizer.init(params)), jnp.arange(steps))
+  return params, losses[-1], jnp.int32(steps)

@@ -1,0 +1,184 @@
+"""Tests for infomax_jax.distributions: sampler statistics and closed-form MI."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from infomax_jax import distributions as D
+
+
+def _sample(task, n, seed=0):
+  x, y = task.sample(jax.random.key(seed), n)
+  return np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+
+def _monte_carlo_mi(logp_joint, logp_x, logp_y, x, y):
+  """Mean and standard error of log p(x, y) - log p(x) - log p(y)."""
+  pmi = logp_joint(np.concatenate([x, y], 1)) - logp_x(x) - logp_y(y)
+  return pmi.mean(), pmi.std() / np.sqrt(pmi.size)
+
+
+# ---------------------------------------------------------------- Gaussian --
+
+def test_sparse_and_dense_closed_forms():
+  rho = 0.8
+  task = D.gaussian_sparse(5, 4, 3, rho)
+  np.testing.assert_allclose(task.mutual_information,
+                             -1.5 * np.log(1 - rho ** 2), rtol=1e-12)
+  # Equicorrelation log-determinant L(d) = (d-1) log(1-r) + log(1+(d-1) r).
+  r, dx, dy = 0.5, 3, 7
+  logdet = lambda d: (d - 1) * np.log(1 - r) + np.log(1 + (d - 1) * r)
+  np.testing.assert_allclose(D.gaussian_dense(dx, dy, r).mutual_information,
+                             0.5 * (logdet(dx) + logdet(dy) - logdet(dx + dy)),
+                             rtol=1e-12)
+  # 1-D, rho = 0.75: the issue's reference value.
+  np.testing.assert_allclose(D.gaussian_sparse(1, 1, 1, 0.75).mutual_information,
+                             0.4133, atol=1e-4)
+
+
+@pytest.mark.parametrize('task,cov', [
+    (D.gaussian_sparse(3, 2, 2, -0.7), D.sparse_correlation(3, 2, 2, -0.7)),
+    (D.gaussian_dense(2, 3, 0.4), D.dense_correlation(2, 3, 0.4)),
+], ids=['sparse', 'dense'])
+def test_gaussian_sampler_covariance_and_mi(task, cov):
+  x, y = _sample(task, 40_000)
+  assert x.shape == (40_000, task.dim_x) and y.shape == (40_000, task.dim_y)
+  z = np.concatenate([x, y], 1)
+  np.testing.assert_allclose(z.mean(0), 0.0, atol=0.03)
+  np.testing.assert_allclose(np.cov(z.T), cov, atol=0.03)
+  mc, se = _monte_carlo_mi(
+      stats.multivariate_normal(cov=cov).logpdf,
+      stats.multivariate_normal(cov=cov[:task.dim_x, :task.dim_x]).logpdf,
+      stats.multivariate_normal(cov=cov[task.dim_x:, task.dim_x:]).logpdf, x, y)
+  assert abs(mc - task.mutual_information) < 5 * se + 1e-3
+
+
+def test_sampler_is_pure_and_seeded():
+  task = D.get_task('student-2x2-dof3')
+  a = task.sample(jax.random.key(3), 100)
+  b = task.sample(jax.random.key(3), 100)
+  c = task.sample(jax.random.key(4), 100)
+  np.testing.assert_array_equal(a[0], b[0])
+  assert not np.allclose(a[0], c[0])
+  # Jit-able with n static.
+  x, _ = jax.jit(task.sampler, static_argnums=1)(jax.random.key(3), 100)
+  np.testing.assert_allclose(x, a[0], rtol=1e-6)
+
+
+# --------------------------------------------------------------- Student-t --
+
+@pytest.mark.parametrize('dim_x,dim_y,dof,n_int,rho', [
+    (1, 1, 1.0, 1, 0.6),      # Cauchy-like tails
+    (2, 3, 3.0, 2, 0.5),
+    (3, 2, 5.0, 0, 0.0),      # no correlation: the MI is the correction alone
+])
+def test_student_t_mi_matches_monte_carlo(dim_x, dim_y, dof, n_int, rho):
+  task = D.student_t_sparse(dim_x, dim_y, dof, n_int, rho)
+  cov = D.sparse_correlation(dim_x, dim_y, n_int, rho)
+  x, y = _sample(task, 40_000, seed=1)
+  mc, se = _monte_carlo_mi(
+      stats.multivariate_t(shape=cov, df=dof).logpdf,
+      stats.multivariate_t(shape=cov[:dim_x, :dim_x], df=dof).logpdf,
+      stats.multivariate_t(shape=cov[dim_x:, dim_x:], df=dof).logpdf, x, y)
+  assert abs(mc - task.mutual_information) < 5 * se + 2e-3, (mc, se, task)
+
+
+def test_student_t_correction_limits():
+  # Positive, decreasing in nu, and -> 0 as nu -> inf (Gaussian limit).
+  values = [D.student_t_correction(nu, 2, 3) for nu in (1, 3, 10, 100, 1e4)]
+  assert all(v > 0 for v in values)
+  assert all(a > b for a, b in zip(values, values[1:]))
+  assert values[-1] < 1e-7
+  assert 0 <= D.student_t_correction(1e7, 2, 3) < 1e-9
+  np.testing.assert_allclose(D.student_t_correction(1.0, 1, 1), 0.22417, atol=1e-5)
+  with pytest.raises(ValueError, match='dof'):
+    D.student_t_correction(0.0, 1, 1)
+
+
+def test_student_t_marginals():
+  task = D.student_t_sparse(2, 1, 3.0, 1, 0.6)
+  x, y = _sample(task, 20_000, seed=2)
+  for column in (x[:, 0], x[:, 1], y[:, 0]):
+    assert stats.kstest(column, stats.t(df=3.0).cdf).pvalue > 1e-3
+
+
+# -------------------------------------------------------------- transforms --
+
+def test_transforms_are_strictly_increasing_elementwise():
+  grid = jnp.linspace(-8.0, 8.0, 2001)
+  for name in ('normal_cdf', 'half_cube', 'asinh', 'wiggly'):
+    fn = D.TRANSFORMS[name]
+    slope = jax.vmap(jax.grad(lambda v, fn=fn: fn(v)))(grid)
+    assert np.all(np.diff(np.asarray(fn(grid))) > 0) or name == 'normal_cdf', name
+    assert np.all(slope > 0), name
+  # Wiggly's slope is 1 + 0.4 cos(x) + 0.4 cos(2x + 1) >= 0.2.
+  assert float(jnp.min(jax.vmap(jax.grad(D.wiggly))(grid))) >= 0.2 - 1e-6
+
+
+def test_spiral_preserves_norm_and_inverts():
+  x = jax.random.normal(jax.random.key(0), (500, 5))
+  z = D.spiral(x, speed=0.5)
+  np.testing.assert_allclose(jnp.linalg.norm(z, axis=1),
+                             jnp.linalg.norm(x, axis=1), rtol=1e-5)
+  assert float(jnp.max(jnp.abs(z - x))) > 0.5
+  np.testing.assert_allclose(D.spiral(z, speed=-0.5), x, atol=1e-4)
+  with pytest.raises(ValueError, match='d >= 2'):
+    D.spiral(x[:, :1])
+
+
+def test_transformed_tasks_keep_mi_and_margins():
+  base = D.gaussian_sparse(3, 2, 2, 0.7)
+  task = D.transform(base, 'normal_cdf', 'x')
+  assert task.mutual_information == base.mutual_information
+  assert (task.dim_x, task.dim_y) == (3, 2)
+  x, y = _sample(task, 10_000)
+  x0, y0 = _sample(base, 10_000)
+  np.testing.assert_allclose(y, y0)                  # y untouched
+  np.testing.assert_allclose(x, stats.norm.cdf(x0), atol=1e-5)
+  assert stats.kstest(x[:, 0], 'uniform').pvalue > 1e-3
+
+
+def test_transform_errors():
+  base = D.gaussian_sparse(1, 3, 1, 0.5)
+  with pytest.raises(ValueError, match='unknown transform .*valid transforms are'):
+    D.transform(base, 'cube')
+  with pytest.raises(ValueError, match='spiral needs dimension >= 2'):
+    D.transform(base, 'spiral', 'x')
+  D.transform(base, 'spiral', 'y')                   # dim_y = 3 is fine
+  with pytest.raises(ValueError, match="apply_to"):
+    D.transform(base, 'asinh', 'z')
+
+
+def test_bad_parameters_raise():
+  with pytest.raises(ValueError, match='positive definite'):
+    D.gaussian_dense(2, 2, -0.5)
+  with pytest.raises(ValueError, match=r'correlation must lie in \(-1, 1\)'):
+    D.gaussian_sparse(2, 2, 1, 1.0)
+  with pytest.raises(ValueError, match='n_interacting'):
+    D.gaussian_sparse(2, 3, 3, 0.5)
+  with pytest.raises(ValueError, match='dim_x'):
+    D.multivariate_normal(np.eye(3), 3)
+  with pytest.raises(ValueError, match='unknown task'):
+    D.get_task('normal-7x7')
+  with pytest.raises(ValueError, match='positive int'):
+    D.get_task('normal-1x1-0.75').sample(jax.random.key(0), 0)
+
+
+# ------------------------------------------------------------------- suite --
+
+def test_suite_spans_dimensions_and_mi():
+  tasks = D.suite()
+  assert len(tasks) >= 10
+  dims = [max(t.dim_x, t.dim_y) for t in tasks]
+  mis = [t.mutual_information for t in tasks]
+  assert min(dims) == 1 and max(dims) == 25
+  assert 0.35 < min(mis) < 0.5 and 2.5 < max(mis) < 3.5
+  assert len({t.name for t in tasks}) == len(tasks)
+  for t in tasks:
+    # Shapes by tracing alone (compiling 15 samplers is slow on a shared CPU;
+    # the samplers themselves are exercised by the tests above).
+    x, y = jax.eval_shape(t.sampler, jax.random.key(0), 64)
+    assert x.shape == (64, t.dim_x) and y.shape == (64, t.dim_y), t.name
+    assert x.dtype == y.dtype == jnp.float32, t.name

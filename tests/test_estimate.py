@@ -1,0 +1,130 @@
+"""Tests for infomax_jax.estimate.estimate_mi."""
+
+import jax
+import numpy as np
+import pytest
+
+from infomax_jax import bounds
+from infomax_jax import distributions as D
+from infomax_jax import estimate
+from infomax_jax.estimate import estimate_mi
+
+
+@pytest.fixture(scope='module')
+def gaussian_1d():
+  task = D.gaussian_sparse(1, 1, 1, 0.75)
+  x, y = task.sample(jax.random.key(0), 10_000)
+  return np.asarray(x), np.asarray(y), task.mutual_information
+
+
+def test_default_on_1d_gaussian_is_within_0_05(gaussian_1d):
+  x, y, true_mi = gaussian_1d
+  np.testing.assert_allclose(true_mi, 0.4133, atol=1e-4)
+  result = estimate_mi(x, y)
+  assert abs(result.mi - true_mi) < 0.05, result
+  assert 0 < result.stderr < 0.05
+  assert result.bound == 'infonce' and result.eval_bound == 'infonce'
+  # Curves: one training value per step, one held-out value per evaluation.
+  assert result.train_curve.shape == (result.steps_run,)
+  assert result.test_curve.shape == result.eval_steps.shape
+  assert result.steps_run % 100 == 0 and result.steps_run <= 2000
+  assert result.best_step in result.eval_steps
+  np.testing.assert_allclose(
+      result.test_curve[list(result.eval_steps).index(result.best_step)],
+      result.mi, rtol=1e-6)
+  assert result.n_train + result.n_test == 10_000
+  assert np.isfinite(result.train_curve).all()
+  # Early stopping: it stops `patience` (5) evaluations after the best one.
+  assert (result.steps_run == result.best_step + 500
+          if result.stopped_early else result.steps_run == 2000)
+
+
+def _small(x, y, **kwargs):
+  """A cheap fit: tiny critic, few steps (compiles fast)."""
+  kw = dict(critic_kwargs={'hidden': (16,)}, batch_size=32, steps=40,
+            eval_every=20, patience=10)
+  kw.update(kwargs)
+  return estimate_mi(x, y, **kw)
+
+
+# Training is compiled once per bound (slow on a loaded CPU), so three bounds
+# that exercise every code path are trained: mine (state carried in the scan),
+# interpolated (learned baseline, alpha) and jsd (a separate held-out
+# estimator); the other bounds' dispatch is checked on fixed scores below.
+@pytest.mark.parametrize('bound,critic', [('mine', 'concat'),
+                                          ('interpolated', 'separable'),
+                                          ('jsd', 'concat')])
+def test_bounds_train_on_inputs_of_different_dimensions(bound, critic):
+  # x: 3-D, y: a 1-D array (n,): dimensions need not match.
+  task = D.gaussian_sparse(3, 1, 1, 0.8)               # MI = 0.51 nats
+  x, y = task.sample(jax.random.key(1), 600)
+  result = _small(np.asarray(x), np.asarray(y)[:, 0], bound=bound,
+                  critic=critic, learning_rate=3e-3, steps=60)
+  assert result.eval_bound == estimate.EVAL_BOUNDS[bound]
+  assert np.isfinite(result.mi) and np.isfinite(result.train_curve).all()
+  # 60 steps of a tiny critic recover a clear part of the 0.51 nats.
+  assert 0.1 < result.mi < 0.9, result
+
+
+def test_every_bound_dispatches_to_infomax_jax_bounds():
+  scores = jax.random.normal(jax.random.key(0), (8, 8)) + 2.0 * np.eye(8)
+  a = jax.random.normal(jax.random.key(1), (8,))
+  kw = {**estimate.BOUND_DEFAULTS['smile'], **estimate.BOUND_DEFAULTS['mine'],
+        **estimate.BOUND_DEFAULTS['interpolated']}
+  expected = {
+      'dv': bounds.dv(scores), 'nwj': bounds.nwj(scores),
+      'infonce': bounds.infonce(scores), 'jsd': bounds.jsd(scores),
+      'tuba': bounds.tuba(scores, a),
+      'interpolated': bounds.interpolated(scores, a, 0.01),
+      'smile': bounds.smile(scores, 5.0),
+      'mine': bounds.dv(scores),            # MINE's value is DV
+  }
+  assert set(expected) == set(bounds.BOUNDS) == set(estimate.EVAL_BOUNDS)
+  for name, value in expected.items():
+    got, _ = estimate._bound_value(name, scores, a, kw, bounds.mine_init())
+    np.testing.assert_allclose(got, value, rtol=1e-6, err_msg=name)
+
+
+def test_invariant_to_affine_rescaling_and_reuses_compilation(gaussian_1d):
+  x, y, _ = gaussian_1d
+  x, y = x[:400], y[:400]
+  a = _small(x, y, seed=3)
+  size = estimate._fit._cache_size()
+  b = _small(1e3 * x - 7.0, y / 50.0 + 2.0, seed=3)
+  np.testing.assert_allclose(b.mi, a.mi, atol=1e-4)
+  c = _small(x, y, seed=4)                    # another seed: same compiled fit
+  assert estimate._fit._cache_size() == size
+  assert c.mi != a.mi
+
+
+def test_errors_name_expected_and_actual():
+  x = np.random.default_rng(0).normal(size=(200, 2))
+  with pytest.raises(ValueError, match=r'same number of samples.*\(200, 2\).*\(199, 2\)'):
+    estimate_mi(x, x[:199])
+  bad = x.copy()
+  bad[5, 1] = np.nan
+  bad[7, 0] = np.inf
+  with pytest.raises(ValueError, match='y has 2 non-finite values'):
+    estimate_mi(x, bad)
+  with pytest.raises(ValueError, match='too few samples: got n = 20'):
+    estimate_mi(x[:20], x[:20])
+  with pytest.raises(ValueError, match=r"unknown bound 'mie'; valid bounds are: dv, "
+                     r'infonce, interpolated, jsd, mine, nwj, smile, tuba'):
+    estimate_mi(x, x, bound='mie')
+  with pytest.raises(ValueError, match='unknown critic .*valid critics are: bilinear'):
+    estimate_mi(x, x, critic='mlp')
+  with pytest.raises(ValueError, match='unknown eval_bound .*valid eval_bounds'):
+    estimate_mi(x, x, eval_bound='jsd')
+  with pytest.raises(ValueError, match='needs a learned baseline'):
+    estimate_mi(x, x, bound='nwj', eval_bound='tuba')
+  with pytest.raises(ValueError, match=r"unknown bound_kwargs for 'smile': \['alpha'\]; "
+                     r'valid keys are: clip'):
+    estimate_mi(x, x, bound='smile', bound_kwargs={'alpha': 0.5})
+  with pytest.raises(ValueError, match=r'shape \(n,\) or \(n, d\)'):
+    estimate_mi(x[:, :, None], x)
+  with pytest.raises(TypeError, match='real numbers'):
+    estimate_mi(np.array(['a'] * 200), x)
+  with pytest.raises(ValueError, match='batch_size must be a positive int'):
+    estimate_mi(x, x, batch_size=0)
+  with pytest.raises(ValueError, match=r'test_fraction must lie in \(0, 1\)'):
+    estimate_mi(x, x, test_fraction=1.0)
