@@ -50,9 +50,15 @@ _BLOCK = flags.DEFINE_integer('block_size', 1024,
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per configuration.')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
                            'dtype of the embeddings (scores accumulate in f32).')
+_INTERLEAVED_MAX_K = flags.DEFINE_integer(
+    'interleaved_max_k', 4096, 'Also time dense and streaming alternately in '
+    'one process for K up to this (the speed ratio on a loaded machine).')
+_INTERLEAVED_REPEATS = flags.DEFINE_integer(
+    'interleaved_repeats', 15, 'Rounds of the interleaved timing.')
 _JSON = flags.DEFINE_string('json', None, 'Also write the rows to this file.')
 _CHILD = flags.DEFINE_string('child', None, 'Internal: run one configuration '
-                             "('dense', 'streaming', 'baseline', 'matmul').")
+                             "('dense', 'streaming', 'baseline', 'matmul', "
+                             "'interleaved').")
 _K = flags.DEFINE_integer('k', 2048, 'Internal: K of the child.')
 
 
@@ -71,6 +77,10 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
   x = (0.1 * jax.random.normal(kx, (k, dim))).astype(dt)
   y = (0.1 * jax.random.normal(ky, (k, dim))).astype(dt)
 
+  dense_loss = lambda x, y: -bounds.infonce(
+      jnp.dot(x, y.T, preferred_element_type=jnp.float32))
+  streaming_loss = lambda x, y: -contrastive.infonce(x, y, block_size=block)
+
   if method == 'baseline':
     fn = jax.jit(lambda x, y: (jnp.sum(x * y), (x, y)))
   elif method == 'matmul':
@@ -79,15 +89,28 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
     x = jax.random.normal(kx, (n, n)).astype(dt)
     y = jax.random.normal(ky, (n, n)).astype(dt)
     fn = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-  else:
-    if method == 'dense':
-      loss = lambda x, y: -bounds.infonce(
-          jnp.dot(x, y.T, preferred_element_type=jnp.float32))
-    elif method == 'streaming':
-      loss = lambda x, y: -contrastive.infonce(x, y, block_size=block)
-    else:
-      raise ValueError(f'unknown method {method!r}')
+  elif method in ('dense', 'streaming'):
+    loss = dense_loss if method == 'dense' else streaming_loss
     fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+  elif method != 'interleaved':
+    raise ValueError(f'unknown method {method!r}')
+
+  if method == 'interleaved':
+    # Dense and streaming alternately in one process: a fair ratio on a
+    # machine whose load drifts (shared CPUs).
+    fns = {'dense': jax.jit(jax.value_and_grad(dense_loss, argnums=(0, 1))),
+           'streaming': jax.jit(jax.value_and_grad(streaming_loss, argnums=(0, 1)))}
+    times = {name: [] for name in fns}
+    for name, f in fns.items():
+      jax.block_until_ready(f(x, y))
+    for _ in range(repeats):
+      for name, f in fns.items():
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(x, y))
+        times[name].append(time.perf_counter() - t0)
+    return {'method': method, 'k': k, 'block_size': block,
+            **{f'{n}_min_s': min(t) for n, t in times.items()},
+            **{f'{n}_median_s': float(np.median(t)) for n, t in times.items()}}
 
   t0 = time.perf_counter()
   out = jax.block_until_ready(fn(x, y))
@@ -101,7 +124,8 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
   stats = device.memory_stats() or {}
   row = {'method': method, 'k': k, 'dim': dim, 'dtype': dtype,
          'block_size': block if method == 'streaming' else None,
-         'seconds': float(np.median(times)), 'first_call_s': first,
+         'seconds': float(np.median(times)), 'min_seconds': min(times),
+         'first_call_s': first,
          'platform': device.platform, 'device_kind': device.device_kind,
          'device_peak_bytes': stats.get('peak_bytes_in_use')}
   if method == 'matmul':
@@ -124,11 +148,11 @@ def _mem_available_bytes() -> Optional[int]:
   return None
 
 
-def run_child(method: str, k: int) -> dict:
+def run_child(method: str, k: int, repeats: Optional[int] = None) -> dict:
   """Runs one configuration in a fresh process; adds its measured peak RSS."""
   cmd = [sys.executable, '-m', 'benchmarks.infonce_memory', f'--child={method}',
          f'--k={k}', f'--dim={_DIM.value}', f'--block_size={_BLOCK.value}',
-         f'--repeats={_REPEATS.value}', f'--dtype={_DTYPE.value}']
+         f'--repeats={repeats or _REPEATS.value}', f'--dtype={_DTYPE.value}']
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   with tempfile.TemporaryFile('w+') as fout, tempfile.TemporaryFile('w+') as ferr:
     proc = subprocess.Popen(cmd, cwd=root, stdout=fout, stderr=ferr, text=True)
@@ -209,9 +233,29 @@ def main(argv: Sequence[str]) -> None:
                                               'peak_rss_bytes', 'skipped', 'error')}
       print(json.dumps(shown), flush=True)
   print(table(rows, mm['tflops']), flush=True)
+  inter = []
+  for k in map(int, _KS.value):
+    if k <= _INTERLEAVED_MAX_K.value:
+      inter.append(run_child('interleaved', k, repeats=_INTERLEAVED_REPEATS.value))
+  if inter:
+    print(f'\nInterleaved in one process ({_INTERLEAVED_REPEATS.value} rounds of '
+          'dense then streaming; min and median seconds):\n')
+    print('| K | block | dense min | streaming min | ratio of mins | '
+          'dense median | streaming median | ratio of medians |')
+    print('|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for r in inter:
+      if 'error' in r:
+        print(f"| {r['k']} | error: {r['error'][-200:]} |")
+        continue
+      print(f"| {r['k']} | {r['block_size']} | {r['dense_min_s']:.3f} | "
+            f"{r['streaming_min_s']:.3f} | "
+            f"{r['streaming_min_s'] / r['dense_min_s']:.2f}x | "
+            f"{r['dense_median_s']:.3f} | {r['streaming_median_s']:.3f} | "
+            f"{r['streaming_median_s'] / r['dense_median_s']:.2f}x |")
   if _JSON.value:
     with open(_JSON.value, 'w') as f:
-      json.dump({'baseline': base, 'matmul': mm, 'rows': rows}, f, indent=1)
+      json.dump({'baseline': base, 'matmul': mm, 'rows': rows,
+                 'interleaved': inter}, f, indent=1)
 
 
 if __name__ == '__main__':

@@ -24,10 +24,6 @@ from ml_collections import config_flags
 from infomax_jax import jacobian
 from infomax_jax import twoview
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'experiments/configs/conditioning.py', 'Experiment config.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/conditioning', 'Output folder.')
 
 PERCENTILE_KEYS = tuple(f'log_cond_p{int(q)}' for q in jacobian.PERCENTILES)
 
@@ -74,4 +70,10 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Flags are defined here, not at import, so that tests can import several
+  # experiment modules into one process.
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config', 'experiments/configs/conditioning.py', 'Experiment config.',
+      lock_config=True)
+  _WORKDIR = flags.DEFINE_string('workdir', 'runs/conditioning', 'Output folder.')
   app.run(main)

@@ -153,6 +153,8 @@ def plot_grid(workdir: str, rows: dict[str, dict[str, str]],
           baseline = evals[-1]['baseline_clean_pixels']
       if key == 'probe_accuracy':
         ax.axhline(baseline, color='k', ls=':', label='pixels')
+      if min(ax.get_ylim()) < -100:   # I_NWJ of an InfoNCE-trained critic
+        ax.set_yscale('symlog')
       ax.set_xlabel('iteration'); ax.set_ylabel(label)
       ax.set_title(row_title); ax.legend(fontsize=8)
   fig.suptitle(title)
@@ -176,23 +178,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = run_grid(config, workdir, runs,
                      title=lambda c: f'MLP encoders, {c.critic} critic, {c.bound}')
   path = plot_grid(workdir, rows, [('probe_accuracy', 'test accuracy (linear probe)'),
+                                   ('mi_test', 'test estimate of the trained bound'),
                                    ('nwj_test', 'test $I_{NWJ}$ (nats)')],
                    'critics.png', 'Critics (Tschannen et al. Fig. 3)')
   print(f'wrote {path}', flush=True)
   return summary
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'experiments/configs/critics.py', 'Experiment config.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/critics', 'Output folder.')
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
-  run(_CONFIG.value, _WORKDIR.value)
+  run(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == '__main__':
+  # Flags are defined here, not at import, because experiments.target_mi
+  # imports run_grid / plot_grid from this module.
+  config_flags.DEFINE_config_file(
+      'config', 'experiments/configs/critics.py', 'Experiment config.',
+      lock_config=True)
+  flags.DEFINE_string('workdir', 'runs/critics', 'Output folder.')
   app.run(main)

@@ -62,6 +62,8 @@ def _key(task: str, critic: str, bound: str, seed: int) -> tuple:
 def _load(workdir: str) -> dict[tuple, dict]:
   """Rows of every results*.jsonl in workdir (all shards)."""
   rows = {}
+  if not os.path.isdir(workdir):
+    return rows
   for name in sorted(os.listdir(workdir)):
     if name.startswith('results') and name.endswith('.jsonl'):
       with open(os.path.join(workdir, name)) as f:
@@ -82,6 +84,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[tuple, dict]:
                       f'results.shard{i}of{n}.jsonl')
   rows = _load(workdir)
   est_kwargs = dict(config.estimator)
+  critic_kwargs = {
+      'separable': dict(hidden=tuple(config.separable_hidden),
+                        embed_dim=config.separable_embed_dim),
+      'concat': dict(hidden=tuple(config.concat_hidden)),
+  }
   # Shard i of n takes every n-th task (processes sharing one machine).
   tasks = distributions.suite(list(config.tasks)[i::n])
   total = len(tasks) * len(config.seeds) * len(config.critics) * len(config.bounds)
@@ -103,6 +110,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[tuple, dict]:
               x, y = task.sample(jax.random.key(seed), config.num_samples)
               data[seed] = (np.asarray(x), np.asarray(y))
             r = estimate_mi(*data[seed], bound=bound, critic=critic, seed=seed,
+                            critic_kwargs=critic_kwargs.get(critic),
                             **est_kwargs)
             row = dict(task=task.name, dim_x=task.dim_x, dim_y=task.dim_y,
                        true_mi=task.mutual_information, critic=critic,

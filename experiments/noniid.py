@@ -170,17 +170,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return summary
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'experiments/configs/noniid.py', 'Experiment config.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/noniid', 'Output folder.')
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
-  run(_CONFIG.value, _WORKDIR.value)
+  run(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == '__main__':
+  # Flags are defined here, not at import, so that the experiment modules can
+  # be imported together (tests, shared helpers).
+  config_flags.DEFINE_config_file(
+      'config', 'experiments/configs/noniid.py', 'Experiment config.',
+      lock_config=True)
+  flags.DEFINE_string('workdir', 'runs/noniid', 'Output folder.')
   app.run(main)

@@ -1,14 +1,35 @@
 """infomax_jax: representation learning by mutual-information maximization in JAX.
 
-Public modules: ``bounds`` (MI estimators on score arrays), ``critics`` (Flax
-critics producing score matrices). See README.md.
+Modules:
+  bounds         MI estimators on score arrays (DV, MINE, NWJ, TUBA, InfoNCE, JSD,
+                 alpha-interpolated, SMILE, f-GAN divergences, conditional InfoNCE, DEMI).
+  critics        Flax critics producing K x K score matrices.
+  contrastive    memory-efficient (streaming / sharded) InfoNCE and NT-Xent for huge batches.
+  flows          bijective RealNVP encoders.
+  encoders       MLP, residual MLP, ConvNet.
+  data, probes   image data (tfds or local files), views, linear / MLP probes.
+  train          config-driven training loop with checkpoints and exact resume.
+  parallel       device mesh and shardings for data-parallel training.
+  twoview        two-view (top/bottom half) MI maximization of Tschannen et al.
+  jacobian       exact and matrix-free Jacobian conditioning.
+  estimate       ``estimate_mi``: MI from two arrays of samples.
+  distributions  samplers with closed-form MI.
+  demi           DEMI samplers and critics.
+  graphs         Deep Graph Infomax and InfoGraph.
+See README.md.
 """
 
 from infomax_jax import bounds
 from infomax_jax import critics
+from infomax_jax import distributions
+from infomax_jax import encoders
+from infomax_jax import flows
 from infomax_jax.bounds import (dv, f_divergence, f_divergence_scores, infonce,
                                 interpolated, jsd, mine, mine_init, nwj, smile,
                                 tuba)
 from infomax_jax.critics import make_critic
+from infomax_jax.encoders import make_encoder
+from infomax_jax.estimate import MIEstimate, estimate_mi
+from infomax_jax.flows import RealNVP
 
 __version__ = '0.1.0'

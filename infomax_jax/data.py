@@ -239,7 +239,7 @@ def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 def _check_split_arrays(images: np.ndarray, labels: np.ndarray,
                         image_shape: tuple[int, ...], num_classes: int,
                         where: str) -> tuple[np.ndarray, np.ndarray]:
-  """Validates shapes/dtypes/label range; returns (uint8 images, int32 labels)."""
+  """Checks shapes, dtypes and label range; returns (images, int32 labels)."""
   if images.ndim != 1 + len(image_shape) or images.shape[1:] != image_shape:
     raise ValueError(f'{where}: expected images of shape (N, '
                      f'{", ".join(map(str, image_shape))}), got {images.shape}')

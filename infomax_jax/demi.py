@@ -47,7 +47,6 @@ from infomax_jax import critics
 from infomax_jax import registry
 
 Array = jax.Array
-PyTree = Any
 
 NEGATIVES = ('oracle', 'resample', 'reweight')
 
@@ -275,7 +274,8 @@ class GaussianViews:
 # ---------------------------------------------------- importance resampling --
 
 def _masked_log_weights(log_weights: Array, exclude_self: bool, fn: str) -> Array:
-  log_weights = bounds._as_float(log_weights, f'{fn}: log_weights')  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  log_weights = bounds._as_float(log_weights, f'{fn}: log_weights')
   if log_weights.ndim != 2 or log_weights.shape[1] < 1:
     raise ValueError(f'{fn}: log_weights must have shape (B, C) (examples x '
                      f'candidates), got {log_weights.shape}')
@@ -479,9 +479,8 @@ def estimate_terms(critic_fns: Sequence[Callable[[Array, Array], Array]], x: Arr
 
   views = [x * masks[t] for t in range(num_terms)]
   first = pairwise_scores(critic_fns[0], views[0], y)
-  terms = [bounds.infonce(first)]
   log_ratio = jax.lax.stop_gradient(first)   # ψ_1(x_i, y_j)
-  ess = []
+  conditional, ess = [], []
   keys = jax.random.split(key, max(num_terms - 1, 1))
   # others[i] = every column j != i, in order (static: K is known when tracing).
   j = np.arange(k - 1)[None, :]
@@ -489,10 +488,9 @@ def estimate_terms(critic_fns: Sequence[Callable[[Array, Array], Array]], x: Arr
   for t in range(1, num_terms):
     f = critic_fns[t]
     if negatives == 'oracle':
-      y_neg = oracle_samplers[t - 1](keys[t - 1], x, num_negatives)
-      pos = f(views[t], y)
-      neg = set_scores(f, views[t], jax.lax.stop_gradient(y_neg))
-      terms.append(bounds.conditional_infonce(pos, neg))
+      y_neg = jax.lax.stop_gradient(
+          oracle_samplers[t - 1](keys[t - 1], x, num_negatives))
+      conditional.append((f(views[t], y), set_scores(f, views[t], y_neg)))
       ess.append(jnp.asarray(jnp.nan))
       continue
     scores = pairwise_scores(f, views[t], y)
@@ -500,11 +498,10 @@ def estimate_terms(critic_fns: Sequence[Callable[[Array, Array], Array]], x: Arr
     ess.append(jnp.mean(effective_sample_size(log_ratio)))
     if negatives == 'resample':
       idx = importance_resample(keys[t - 1], log_ratio, num_negatives)
-      neg = jnp.take_along_axis(scores, idx, axis=1)
-      terms.append(bounds.conditional_infonce(pos, neg))
+      conditional.append((pos, jnp.take_along_axis(scores, idx, axis=1)))
     else:  # 'reweight'
-      neg = jnp.take_along_axis(scores, others, axis=1)
-      lw = jnp.take_along_axis(log_ratio, others, axis=1)
-      terms.append(bounds.conditional_infonce(pos, neg, negative_log_weights=lw))
+      conditional.append((pos, jnp.take_along_axis(scores, others, axis=1),
+                          jnp.take_along_axis(log_ratio, others, axis=1)))
     log_ratio = log_ratio + jax.lax.stop_gradient(scores)
-  return jnp.stack(terms), {'ess': jnp.stack(ess) if ess else jnp.zeros((0,))}
+  terms = bounds.demi_terms(first, conditional)
+  return terms, {'ess': jnp.stack(ess) if ess else jnp.zeros((0,))}

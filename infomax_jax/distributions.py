@@ -299,7 +299,12 @@ def student_t_sparse(dim_x: int, dim_y: int, dof: float, n_interacting: int,
 # -------------------------------------------------------------- transforms --
 
 def normal_cdf(x: Array) -> Array:
-  """Phi(x), elementwise: uniform margins for standard normal coordinates."""
+  """Phi(x), elementwise: uniform margins for standard normal coordinates.
+
+  In float32 it rounds to exactly 1 above x ~ 5.3 (and loses relative
+  precision near 1 earlier), so far upper tails are not injective numerically;
+  apply it to light-tailed coordinates.
+  """
   return jax.scipy.special.ndtr(x)
 
 

@@ -68,6 +68,7 @@ from scipy import special
 
 from infomax_jax import bounds
 from infomax_jax import critics
+from infomax_jax import encoders
 from infomax_jax import registry
 
 Array = jax.Array
@@ -265,7 +266,7 @@ class _Model(nn.Module):
     scores = critics.make_critic(self.critic, **dict(self.critic_kwargs))(x, y)
     if self.baseline_hidden is None:
       return scores, None
-    a = critics.MLP((*self.baseline_hidden, 1), name='baseline')(y)[:, 0]
+    a = encoders.MLP((*self.baseline_hidden, 1), name='baseline')(y)[:, 0]
     return scores, a
 
 
@@ -408,7 +409,8 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
     batch_size: K, the number of pairs per training batch (K positives, K(K-1)
       negatives) and per held-out batch; reduced to the split size if larger.
       InfoNCE estimates never exceed log K.
-    steps: maximum number of training steps.
+    steps: maximum number of training steps (rounded up to a multiple of
+      ``eval_every``).
     learning_rate: Adam's learning rate.
     eval_every: training steps between held-out evaluations (one jitted
       ``lax.scan`` chunk).

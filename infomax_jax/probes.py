@@ -31,6 +31,8 @@ import optax
 from infomax_jax import data
 
 DEFAULT_L2 = 1e-4
+# Features whose std is below this fraction of the mean std are not scaled up.
+STD_FLOOR = 1e-3
 DEFAULT_STEPS = 100
 DEFAULT_ADAM_LEARNING_RATE = 1e-3
 # L-BFGS stops early once the gradient norm of the mean loss is this small.
@@ -246,7 +248,11 @@ def _fit_and_evaluate(model: ProbeClassifier, train_x: jax.Array,
   """
   mean = jnp.mean(train_x, axis=0)
   std = jnp.std(train_x, axis=0)
-  std = jnp.where(std > 0, std, 1.0)  # constant features (blank pixels) -> 0
+  # Floor at STD_FLOOR x the mean spread: constant features (blank pixels) map
+  # to 0, and numerically dead ones (e.g. blank pixels that a flow at its
+  # 1e-4 init perturbs by ~1e-9) are not blown up into unit-variance features.
+  floor = STD_FLOOR * jnp.mean(std)
+  std = jnp.where(std > floor, std, jnp.where(floor > 0, floor, 1.0))
   train_x = (train_x - mean) / std
   test_x = (test_x - mean) / std
   init_key, batch_key = jax.random.split(key)

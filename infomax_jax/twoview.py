@@ -147,8 +147,11 @@ def make_task(config, train_views: Views, test_views: Views, *,
     keys = jax.random.split(jax.random.PRNGKey(1234), config.eval_batches)
     return jnp.mean(jax.lax.map(one, keys))
 
+  # lax.map(batch_size=...) vmaps f over single examples: give the encoder a
+  # batch of one, since batched-only encoders (ConvNet) reject a lone (D,).
   encode = jax.jit(lambda params, x: jax.lax.map(
-      lambda v: model.apply({'params': params}, v, method=TwoView.encode_x),
+      lambda v: model.apply({'params': params}, v[None],
+                            method=TwoView.encode_x)[0],
       x, batch_size=1000))
   train_tops, test_tops = train_views.tops(), test_views.tops()
   train_images = jnp.asarray(train_views.images)

@@ -19,9 +19,18 @@ BATCH = 64
 RHO = 0.8
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def gaussian_pairs(key, k, dim=DIM, rho=RHO):
-  """x ~ N(0, I), y = rho x + sqrt(1 - rho^2) eps: (k, dim) each."""
+def gaussian_pairs(seed, k, dim=DIM, rho=RHO):
+  """x ~ N(0, I), y = rho x + sqrt(1 - rho^2) eps: (k, dim) float32 each.
+
+  numpy, not jax.random: compiling threefry costs seconds per shape on CPU.
+  """
+  rng = np.random.default_rng(seed)
+  x, eps = rng.standard_normal((2, k, dim))
+  return (jnp.asarray(x, jnp.float32),
+          jnp.asarray(rho * x + np.sqrt(1.0 - rho**2) * eps, jnp.float32))
+
+
+def _sample_gaussian_pairs(key, k, dim=DIM, rho=RHO):
   x, eps = jax.random.normal(key, (2, k, dim))
   return x, rho * x + jnp.sqrt(1.0 - rho**2) * eps
 
@@ -72,7 +81,7 @@ def contrastive_task(loss_name: str, mesh) -> train.Task:
 
   def sample(data, key):
     del data
-    x, y = gaussian_pairs(key, BATCH)
+    x, y = _sample_gaussian_pairs(key, BATCH)
     return {'x': x, 'y': y}
 
   if loss_name == 'dense':

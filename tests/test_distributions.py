@@ -9,7 +9,14 @@ from scipy import stats
 from infomax_jax import distributions as D
 
 
-def _sample(task, n, seed=0):
+# Samplers are jit-compiled once per (task, n): tests share tasks and n so that
+# the suite compiles few of them (compilation dominates on a shared CPU).
+N = 40_000
+SPARSE = D.gaussian_sparse(3, 2, 2, -0.7)
+DENSE = D.gaussian_dense(2, 3, 0.4)
+
+
+def _sample(task, n=N, seed=0):
   x, y = task.sample(jax.random.key(seed), n)
   return np.asarray(x, np.float64), np.asarray(y, np.float64)
 
@@ -39,12 +46,12 @@ def test_sparse_and_dense_closed_forms():
 
 
 @pytest.mark.parametrize('task,cov', [
-    (D.gaussian_sparse(3, 2, 2, -0.7), D.sparse_correlation(3, 2, 2, -0.7)),
-    (D.gaussian_dense(2, 3, 0.4), D.dense_correlation(2, 3, 0.4)),
+    (SPARSE, D.sparse_correlation(3, 2, 2, -0.7)),
+    (DENSE, D.dense_correlation(2, 3, 0.4)),
 ], ids=['sparse', 'dense'])
 def test_gaussian_sampler_covariance_and_mi(task, cov):
-  x, y = _sample(task, 40_000)
-  assert x.shape == (40_000, task.dim_x) and y.shape == (40_000, task.dim_y)
+  x, y = _sample(task)
+  assert x.shape == (N, task.dim_x) and y.shape == (N, task.dim_y)
   z = np.concatenate([x, y], 1)
   np.testing.assert_allclose(z.mean(0), 0.0, atol=0.03)
   np.testing.assert_allclose(np.cov(z.T), cov, atol=0.03)
@@ -56,33 +63,31 @@ def test_gaussian_sampler_covariance_and_mi(task, cov):
 
 
 def test_sampler_is_pure_and_seeded():
-  task = D.get_task('student-2x2-dof3')
-  a = task.sample(jax.random.key(3), 100)
-  b = task.sample(jax.random.key(3), 100)
-  c = task.sample(jax.random.key(4), 100)
+  a, b, c = (SPARSE.sample(jax.random.key(k), N) for k in (3, 3, 4))
   np.testing.assert_array_equal(a[0], b[0])
+  np.testing.assert_array_equal(a[1], b[1])
   assert not np.allclose(a[0], c[0])
-  # Jit-able with n static.
-  x, _ = jax.jit(task.sampler, static_argnums=1)(jax.random.key(3), 100)
-  np.testing.assert_allclose(x, a[0], rtol=1e-6)
 
 
 # --------------------------------------------------------------- Student-t --
 
 @pytest.mark.parametrize('dim_x,dim_y,dof,n_int,rho', [
-    (1, 1, 1.0, 1, 0.6),      # Cauchy-like tails
-    (2, 3, 3.0, 2, 0.5),
+    (1, 1, 1.0, 1, 0.6),      # Cauchy tails, correlated dispersion
     (3, 2, 5.0, 0, 0.0),      # no correlation: the MI is the correction alone
 ])
-def test_student_t_mi_matches_monte_carlo(dim_x, dim_y, dof, n_int, rho):
+def test_student_t_mi_matches_monte_carlo_and_marginals(dim_x, dim_y, dof,
+                                                       n_int, rho):
   task = D.student_t_sparse(dim_x, dim_y, dof, n_int, rho)
   cov = D.sparse_correlation(dim_x, dim_y, n_int, rho)
-  x, y = _sample(task, 40_000, seed=1)
+  x, y = _sample(task, seed=1)
   mc, se = _monte_carlo_mi(
       stats.multivariate_t(shape=cov, df=dof).logpdf,
       stats.multivariate_t(shape=cov[:dim_x, :dim_x], df=dof).logpdf,
       stats.multivariate_t(shape=cov[dim_x:, dim_x:], df=dof).logpdf, x, y)
   assert abs(mc - task.mutual_information) < 5 * se + 2e-3, (mc, se, task)
+  # Each coordinate is a univariate t_nu (unit dispersion).
+  for column in (x[:5000, 0], y[:5000, -1]):
+    assert stats.kstest(column, stats.t(df=dof).cdf).pvalue > 1e-3
 
 
 def test_student_t_correction_limits():
@@ -97,24 +102,18 @@ def test_student_t_correction_limits():
     D.student_t_correction(0.0, 1, 1)
 
 
-def test_student_t_marginals():
-  task = D.student_t_sparse(2, 1, 3.0, 1, 0.6)
-  x, y = _sample(task, 20_000, seed=2)
-  for column in (x[:, 0], x[:, 1], y[:, 0]):
-    assert stats.kstest(column, stats.t(df=3.0).cdf).pvalue > 1e-3
-
-
 # -------------------------------------------------------------- transforms --
 
 def test_transforms_are_strictly_increasing_elementwise():
-  grid = jnp.linspace(-8.0, 8.0, 2001)
-  for name in ('normal_cdf', 'half_cube', 'asinh', 'wiggly'):
-    fn = D.TRANSFORMS[name]
-    slope = jax.vmap(jax.grad(lambda v, fn=fn: fn(v)))(grid)
-    assert np.all(np.diff(np.asarray(fn(grid))) > 0) or name == 'normal_cdf', name
-    assert np.all(slope > 0), name
+  # |x| <= 4: beyond ~5.3 the float32 normal CDF rounds to 1.
+  grid = np.linspace(-4.0, 4.0, 2001, dtype=np.float32)
+  values = jax.jit(lambda g: [D.TRANSFORMS[n](g) for n in
+                              ('normal_cdf', 'half_cube', 'asinh', 'wiggly')])(grid)
+  for name, v in zip(('normal_cdf', 'half_cube', 'asinh', 'wiggly'), values):
+    assert np.all(np.diff(np.asarray(v, np.float64)) > 0), name
   # Wiggly's slope is 1 + 0.4 cos(x) + 0.4 cos(2x + 1) >= 0.2.
-  assert float(jnp.min(jax.vmap(jax.grad(D.wiggly))(grid))) >= 0.2 - 1e-6
+  slope = np.diff(np.asarray(values[3], np.float64)) / np.diff(grid)
+  assert slope.min() > 0.2 - 1e-2
 
 
 def test_spiral_preserves_norm_and_inverts():
@@ -129,12 +128,12 @@ def test_spiral_preserves_norm_and_inverts():
 
 
 def test_transformed_tasks_keep_mi_and_margins():
-  base = D.gaussian_sparse(3, 2, 2, 0.7)
+  base = SPARSE
   task = D.transform(base, 'normal_cdf', 'x')
   assert task.mutual_information == base.mutual_information
   assert (task.dim_x, task.dim_y) == (3, 2)
-  x, y = _sample(task, 10_000)
-  x0, y0 = _sample(base, 10_000)
+  x, y = _sample(task)
+  x0, y0 = _sample(base)
   np.testing.assert_allclose(y, y0)                  # y untouched
   np.testing.assert_allclose(x, stats.norm.cdf(x0), atol=1e-5)
   assert stats.kstest(x[:, 0], 'uniform').pvalue > 1e-3
@@ -179,6 +178,6 @@ def test_suite_spans_dimensions_and_mi():
   for t in tasks:
     # Shapes by tracing alone (compiling 15 samplers is slow on a shared CPU;
     # the samplers themselves are exercised by the tests above).
-    x, y = jax.eval_shape(t.sampler, jax.random.key(0), 64)
+    x, y = jax.eval_shape(lambda k, t=t: t.sampler(k, 64), jax.random.key(0))
     assert x.shape == (64, t.dim_x) and y.shape == (64, t.dim_y), t.name
     assert x.dtype == y.dtype == jnp.float32, t.name

@@ -40,30 +40,29 @@ def test_default_on_1d_gaussian_is_within_0_05(gaussian_1d):
 
 
 def _small(x, y, **kwargs):
-  """A cheap fit: tiny critic, few steps (compiles fast)."""
-  kw = dict(critic_kwargs={'hidden': (16,)}, batch_size=32, steps=40,
-            eval_every=20, patience=10)
+  """A cheap fit: default critics, small batches, few steps."""
+  kw = dict(batch_size=64, steps=300, eval_every=50, patience=10)
   kw.update(kwargs)
   return estimate_mi(x, y, **kw)
 
 
-# Training is compiled once per bound (slow on a loaded CPU), so three bounds
-# that exercise every code path are trained: mine (state carried in the scan),
-# interpolated (learned baseline, alpha) and jsd (a separate held-out
-# estimator); the other bounds' dispatch is checked on fixed scores below.
+# Training is compiled once per bound (slow on a shared CPU), so the two
+# bounds with extra machinery are trained: mine (its state carried in the scan,
+# a separate held-out estimator, dv) and interpolated (a learned baseline);
+# the jsd -> dv evaluation is the same path as mine's. All bounds' dispatch is
+# checked on fixed scores below; experiments/estimators.py trains every one.
 @pytest.mark.parametrize('bound,critic', [('mine', 'concat'),
-                                          ('interpolated', 'separable'),
-                                          ('jsd', 'concat')])
+                                          ('interpolated', 'separable')])
 def test_bounds_train_on_inputs_of_different_dimensions(bound, critic):
   # x: 3-D, y: a 1-D array (n,): dimensions need not match.
   task = D.gaussian_sparse(3, 1, 1, 0.8)               # MI = 0.51 nats
   x, y = task.sample(jax.random.key(1), 600)
   result = _small(np.asarray(x), np.asarray(y)[:, 0], bound=bound,
-                  critic=critic, learning_rate=3e-3, steps=60)
+                  critic=critic)
   assert result.eval_bound == estimate.EVAL_BOUNDS[bound]
   assert np.isfinite(result.mi) and np.isfinite(result.train_curve).all()
-  # 60 steps of a tiny critic recover a clear part of the 0.51 nats.
-  assert 0.1 < result.mi < 0.9, result
+  # 300 steps on 300 training pairs recover most of the 0.51 nats.
+  assert 0.25 < result.mi < 0.8, result
 
 
 def test_every_bound_dispatches_to_infomax_jax_bounds():
@@ -71,23 +70,32 @@ def test_every_bound_dispatches_to_infomax_jax_bounds():
   a = jax.random.normal(jax.random.key(1), (8,))
   kw = {**estimate.BOUND_DEFAULTS['smile'], **estimate.BOUND_DEFAULTS['mine'],
         **estimate.BOUND_DEFAULTS['interpolated']}
-  expected = {
-      'dv': bounds.dv(scores), 'nwj': bounds.nwj(scores),
-      'infonce': bounds.infonce(scores), 'jsd': bounds.jsd(scores),
-      'tuba': bounds.tuba(scores, a),
-      'interpolated': bounds.interpolated(scores, a, 0.01),
-      'smile': bounds.smile(scores, 5.0),
-      'mine': bounds.dv(scores),            # MINE's value is DV
-  }
-  assert set(expected) == set(bounds.BOUNDS) == set(estimate.EVAL_BOUNDS)
+  assert set(bounds.BOUNDS) == set(estimate.EVAL_BOUNDS)
+
+  # One jitted function for everything: eager op-by-op dispatch compiles
+  # every primitive separately (slow on a shared CPU).
+  @jax.jit
+  def both(s, b):
+    expected = {
+        'dv': bounds.dv(s), 'nwj': bounds.nwj(s), 'infonce': bounds.infonce(s),
+        'jsd': bounds.jsd(s), 'tuba': bounds.tuba(s, b),
+        'interpolated': bounds.interpolated(s, b, 0.01),
+        'smile': bounds.smile(s, 5.0),
+        'mine': bounds.dv(s),               # MINE's value is DV
+    }
+    got = {n: estimate._bound_value(n, s, b, kw, bounds.mine_init())[0]
+           for n in bounds.BOUNDS}
+    return expected, got
+
+  expected, got = both(scores, a)
+  assert set(expected) == set(got)
   for name, value in expected.items():
-    got, _ = estimate._bound_value(name, scores, a, kw, bounds.mine_init())
-    np.testing.assert_allclose(got, value, rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(got[name], value, rtol=1e-6, err_msg=name)
 
 
 def test_invariant_to_affine_rescaling_and_reuses_compilation(gaussian_1d):
   x, y, _ = gaussian_1d
-  x, y = x[:400], y[:400]
+  x, y = x[:600], y[:600]
   a = _small(x, y, seed=3)
   size = estimate._fit._cache_size()
   b = _small(1e3 * x - 7.0, y / 50.0 + 2.0, seed=3)

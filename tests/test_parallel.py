@@ -47,16 +47,79 @@ def _assert_close(a, b, what, rtol=2e-5, atol=2e-6):
                                err_msg=f'{what} at {jax.tree_util.keystr(path)}')
 
 
-def _run(cmd, env_extra, timeout=600):
-  env = dict(os.environ, **env_extra)
-  env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
-  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=timeout)
+class _Job:
+  """Subprocesses started now and awaited later, so that they run while the
+  single-device tests of this module do (the subprocesses wait on each other
+  and on I/O at times; two cores get used)."""
+
+  def __init__(self, cmds, xla_flags: str):
+    env = dict(os.environ, XLA_FLAGS=f'{xla_flags} {FAST_XLA}')
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
+    self.procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+                  for cmd in cmds]
+    self.outputs = None
+
+  def wait(self, timeout: float = 600):
+    """[(returncode, stdout, stderr)] of every process (killed on timeout)."""
+    if self.outputs is None:
+      try:
+        self.outputs = [p.communicate(timeout=timeout) for p in self.procs]
+      finally:
+        for p in self.procs:
+          if p.poll() is None:
+            p.kill()
+            p.communicate()
+    return [(p.returncode, *o) for p, o in zip(self.procs, self.outputs)]
+
+  def kill(self):
+    for p in self.procs:
+      if p.poll() is None:
+        p.kill()
+        p.communicate()
 
 
-def _show(proc) -> str:
-  return (f'exit status {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}'
-          f'\n--- stderr ---\n{proc.stderr[-6000:]}')
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _start_jobs_early(request):
+  """Starts the subprocesses before this module's first test if a selected
+  test needs them (not when ``-k`` picked single-device tests only)."""
+  if any('jobs' in item.fixturenames for item in request.session.items
+         if item.module is request.module):
+    request.getfixturevalue('jobs')
+
+
+@pytest.fixture(scope='module')
+def jobs(tmp_path_factory):
+  """The 8-device checks and the two-process run, started in the background."""
+  md_dir = tmp_path_factory.mktemp('multidevice')
+  tp_dir = tmp_path_factory.mktemp('two_process')
+  port = _free_port()
+  started = {
+      'multidevice': (md_dir, _Job(
+          [[sys.executable, 'tests/multidevice_checks.py', f'--workdir={md_dir}']],
+          '--xla_force_host_platform_device_count=8')),
+      'two_process': (tp_dir, _Job(
+          [[sys.executable, 'tests/two_process_worker.py',
+            f'--coordinator=127.0.0.1:{port}', '--num_processes=2',
+            f'--process_id={i}', f'--out={tp_dir}'] for i in range(2)],
+          '--xla_force_host_platform_device_count=4')),
+  }
+  yield started
+  for _, job in started.values():
+    job.kill()
+
+
+def _show(outputs) -> str:
+  return '\n'.join(
+      f'--- process {i}: exit status {rc} ---\n--- stdout ---\n{out[-5000:]}'
+      f'\n--- stderr ---\n{err[-5000:]}'
+      for i, (rc, out, err) in enumerate(outputs))
 
 
 # ------------------------------------------- streaming == dense (1 device) --
@@ -97,7 +160,7 @@ def _values_and_grads(fn, x, y):
     (7, 3, None), (64, 16, None), (2, 1, ('infonce', 'symmetric', 'dv')),
     (50, 128, ('infonce', 'symmetric', 'dv'))])
 def test_streaming_equals_dense(k, block_size, names):
-  x, y = fx.gaussian_pairs(jax.random.PRNGKey(k), k, 6, 0.9)
+  x, y = fx.gaussian_pairs(k, k, 6, 0.9)
   dense_form = k == 7         # the block_size=None form of the same functions
 
   def only(fn):
@@ -121,7 +184,7 @@ def test_streaming_equals_dense(k, block_size, names):
 
 
 def test_nt_xent_matches_explicit_formula():
-  x, y = fx.gaussian_pairs(jax.random.PRNGKey(3), 6, 5, 0.5)
+  x, y = fx.gaussian_pairs(3, 6, 5, 0.5)
   tau = 0.2
 
   def explicit(x, y):
@@ -151,7 +214,7 @@ def test_nt_xent_matches_explicit_formula():
 def test_large_scores_keep_finite_gradients():
   # A strong critic: the left-out positive scores are ~1e3 above the rest;
   # their exp must not overflow into the (zero) gradient of excluded pairs.
-  x, y = fx.gaussian_pairs(jax.random.PRNGKey(0), 16, 8, 0.999)
+  x, y = fx.gaussian_pairs(0, 16, 8, 0.999)
 
   @_jit        # dv and jsd: the two code paths that leave out the diagonal
   def run(x, y):
@@ -164,7 +227,7 @@ def test_large_scores_keep_finite_gradients():
 
 
 def test_bfloat16_embeddings():
-  x, y = fx.gaussian_pairs(jax.random.PRNGKey(1), 64, 16, 0.8)
+  x, y = fx.gaussian_pairs(1, 64, 16, 0.8)
 
   @_jit
   def run(x, y):
@@ -193,7 +256,7 @@ def test_streaming_memory_is_linear_in_k():
 
 
 def test_cosine_critic_and_learned_temperature():
-  x, y = fx.gaussian_pairs(jax.random.PRNGKey(2), 32, 8, 0.9)
+  x, y = fx.gaussian_pairs(2, 32, 8, 0.9)
   critic = contrastive.Cosine(temperature=0.5, learn_temperature=True)
 
   def loss(params):
@@ -267,18 +330,16 @@ MULTIDEVICE_CHECKS = ('bounds_on_sharded_batch', 'contrastive_sharded_vs_dense',
 
 
 @pytest.fixture(scope='module')
-def multidevice(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('multidevice')
-  proc = _run([sys.executable, 'tests/multidevice_checks.py',
-               f'--workdir={workdir}'],
-              {'XLA_FLAGS': f'--xla_force_host_platform_device_count=8 {FAST_XLA}'})
+def multidevice(jobs):
+  workdir, job = jobs['multidevice']
+  outputs = job.wait()
   results = {}
-  for line in proc.stdout.splitlines():
+  for line in outputs[0][1].splitlines():
     if line.startswith('{'):
       record = json.loads(line)
       if 'check' in record:
         results[record['check']] = record
-  return workdir, proc, results
+  return workdir, outputs, results
 
 
 @pytest.mark.parametrize('name', MULTIDEVICE_CHECKS)
@@ -307,36 +368,12 @@ def test_checkpoint_from_8_devices_resumes_in_a_1_device_process(multidevice):
 
 # ----------------------------------------- 2 processes x 4 devices (real) --
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
-def test_two_processes_compute_the_global_infonce(tmp_path):
+def test_two_processes_compute_the_global_infonce(jobs, tmp_path):
   from tests import two_process_worker as worker  # pylint: disable=g-import-not-at-top
-  port = _free_port()
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      filter(None, [ROOT, os.environ.get('PYTHONPATH')])),
-             XLA_FLAGS=f'--xla_force_host_platform_device_count=4 {FAST_XLA}')
-  procs = [subprocess.Popen(
-      [sys.executable, 'tests/two_process_worker.py',
-       f'--coordinator=127.0.0.1:{port}', '--num_processes=2',
-       f'--process_id={i}', f'--out={tmp_path}'],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True) for i in range(2)]
-  outputs = []
-  try:
-    for p in procs:
-      outputs.append(p.communicate(timeout=600)[0])
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  shown = '\n'.join(f'--- process {i} (exit {p.returncode}) ---\n{o[-5000:]}'
-                    for i, (p, o) in enumerate(zip(procs, outputs)))
-  assert all(p.returncode == 0 for p in procs), shown
-  results = [json.loads((tmp_path / f'result_{i}.json').read_text())
+  out_dir, job = jobs['two_process']
+  outputs = job.wait()
+  assert all(rc == 0 for rc, _, _ in outputs), _show(outputs)
+  results = [json.loads((out_dir / f'result_{i}.json').read_text())
              for i in range(2)]
   # Really two processes of 4 devices each, each feeding its half of the batch.
   assert [r['process_index'] for r in results] == [0, 1]
@@ -364,6 +401,6 @@ def test_two_processes_compute_the_global_infonce(tmp_path):
       np.testing.assert_allclose(value, expected[key], rtol=2e-5, atol=2e-6,
                                  err_msg=key)
   # One process wrote the shared metrics file: one line per step.
-  assert ([m['step'] for m in train.read_metrics(str(tmp_path / 'train'), 'train')]
+  assert ([m['step'] for m in train.read_metrics(str(out_dir / 'train'), 'train')]
           == [1, 2])
-  assert (tmp_path / 'train' / 'checkpoints' / '2').is_dir()
+  assert (out_dir / 'train' / 'checkpoints' / '2').is_dir()

@@ -91,7 +91,9 @@ def main():
                                       checkpoint_every=2),
                       fx.contrastive_task('ring', mesh), workdir, mesh=mesh,
                       verbose=False)
-  result['train_params'] = to_host(fx.flatten(state.params))
+  # Parameters are replicated: every process holds the whole value.
+  result['train_params'] = {k: v.tolist()
+                            for k, v in fx.flatten(state.params).items()}
   with open(os.path.join(args.out, f'result_{args.process_id}.json'), 'w') as f:
     json.dump(result, f)
   jax.distributed.shutdown()

@@ -56,6 +56,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # the accuracy target (within 10 % or 0.1 nats on >= 80 % of the tasks).
   config.default_bound = 'infonce'
   config.default_critic = 'concat'
+  # Critic architectures (estimate_mi's CRITIC_DEFAULTS).
+  config.separable_hidden = (64,)              # each of phi_x, phi_y
+  config.separable_embed_dim = 16
+  config.concat_hidden = (16, 8)               # MLP on [x, y]
   # estimate_mi keyword arguments (its defaults).
   config.estimator = ml_collections.ConfigDict(dict(
       batch_size=256,        # K: pairs per batch; InfoNCE <= log K = 5.55

@@ -1,0 +1,104 @@
+"""Smoke tests of the Tschannen et al. (2020) Fig. 3 / 4a/b / 4c experiments.
+
+Each experiment runs its tiny config for a few steps and must write its
+metrics, summary and PNG; the true MI of the non-i.i.d. setting is derived
+here independently of ``experiments.noniid``.
+"""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import critics as critics_experiment
+from experiments import noniid
+from experiments import target_mi
+from experiments.configs import critics as critics_config
+from experiments.configs import noniid as noniid_config
+from experiments.configs import target_mi as target_mi_config
+
+
+def _true_mi_from_covariances(latent_cov, noise_cov) -> float:
+  """MI of one pair (x, y) = z + eps from the 2x2 covariance, by Gaussian entropies.
+
+  I = h(x) + h(y) - h(x, y) = 1/2 log(var_x var_y / det Cov) for a Gaussian.
+  """
+  cov = np.asarray(latent_cov, float) + np.asarray(noise_cov, float)
+  return 0.5 * np.log(cov[0, 0] * cov[1, 1] / np.linalg.det(cov))
+
+
+def test_noniid_true_mi_is_0204_nats():
+  config = noniid_config.get_config()
+  mi = _true_mi_from_covariances(config.latent_cov, config.noise_cov)
+  # Cov = [[2, .4], [.4, 2]]: rho = .2, MI = -1/2 log(1 - .04) = 0.02041.
+  np.testing.assert_allclose(mi, -0.5 * np.log(1 - 0.2 ** 2), rtol=1e-12)
+  assert round(mi, 4) == 0.0204
+  np.testing.assert_allclose(noniid.true_mi(config.latent_cov, config.noise_cov),
+                             mi, rtol=1e-12)
+
+
+@pytest.mark.parametrize('sampling', ['noniid', 'iid'])
+def test_sampler_pair_covariance(sampling):
+  config = noniid_config.get_config()
+  sample = jax.jit(jax.vmap(noniid.make_sampler(
+      config.latent_cov, config.noise_cov, sampling, 64)))
+  batches = sample(jax.random.split(jax.random.PRNGKey(0), 20000))
+  pairs = np.concatenate([batches['x'], batches['y']], -1)   # (20000, 64, 2)
+  np.testing.assert_allclose(np.cov(pairs.reshape(-1, 2).T),
+                             [[2.0, 0.4], [0.4, 2.0]], atol=0.05)
+  # Within a non-i.i.d. batch x - z_x is the noise only: the batch mean of x
+  # varies like z_x (variance ~1), not like a mean of 64 i.i.d. draws (2/64).
+  batch_mean_var = np.var(pairs[..., 0].mean(1))
+  if sampling == 'noniid':
+    assert 0.9 < batch_mean_var < 1.1
+  else:
+    assert batch_mean_var < 0.1
+
+
+def test_bad_inputs_raise():
+  with pytest.raises(ValueError, match='2x2'):
+    noniid.true_mi([[1.0]], [[1.0, 0.0], [0.0, 1.0]])
+  with pytest.raises(ValueError, match='sampling'):
+    noniid.make_sampler(((1, 0), (0, 1)), ((1, 0), (0, 1)), 'shuffled', 8)
+  for module in (noniid_config, critics_config, target_mi_config):
+    with pytest.raises(ValueError, match='variant'):
+      module.get_config('huge')
+    for variant in ('', 'quick', 'tiny'):
+      module.get_config(variant)
+
+
+def test_noniid_tiny_writes_outputs(tmp_path):
+  config = noniid_config.get_config('tiny')
+  summary = noniid.run(config, str(tmp_path))
+  assert set(summary['runs']) == {'noniid_infonce', 'noniid_nwj', 'iid_infonce',
+                                  'iid_nwj'}
+  assert os.path.getsize(tmp_path / 'noniid.png') > 0
+  with open(tmp_path / 'summary.json') as f:
+    assert round(json.load(f)['true_mi'], 4) == 0.0204
+  assert (tmp_path / 'iid_nwj' / 'metrics.jsonl').exists()
+
+
+def test_critics_tiny_writes_outputs(tmp_path, mnist_dir):
+  config = critics_experiment.override(
+      critics_config.get_config('tiny'), data_dir=str(mnist_dir),
+      bounds=('nwj',), train_examples=300, eval_batches=1)
+  summary = critics_experiment.run(config, str(tmp_path))
+  assert set(summary['runs']) == {'nwj_bilinear', 'nwj_separable', 'nwj_concat'}
+  for record in summary['runs'].values():
+    assert {'probe_accuracy', 'nwj_test', 'mi_test'} <= set(record)
+    assert np.isfinite(record['nwj_test'])
+  assert os.path.getsize(tmp_path / 'critics.png') > 0
+
+
+def test_target_mi_tiny_writes_outputs(tmp_path, mnist_dir):
+  config = critics_experiment.override(
+      target_mi_config.get_config('tiny'), data_dir=str(mnist_dir),
+      train_examples=300)
+  summary = target_mi.run(config, str(tmp_path))
+  assert set(summary['runs']) == {'t2_convnet', 't2_mlp'}
+  assert os.path.getsize(tmp_path / 'target_mi.png') > 0
+  evals = [json.loads(l) for l in open(tmp_path / 't2_convnet' / 'metrics.jsonl')
+           if '"eval"' in l]
+  assert [r['step'] for r in evals] == [0, 4]
