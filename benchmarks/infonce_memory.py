@@ -17,8 +17,8 @@ set size from the kernel (``os.wait4`` rusage, ru_maxrss), which includes
 the ~0.3 GiB of the Python + JAX runtime (the ``baseline`` row: the same child
 doing no InfoNCE). On a GPU the peak device memory (``memory_stats()
 ['peak_bytes_in_use']``) is reported too. Dense runs whose K x K buffers
-(about 3 K^2 x 4 bytes) would take more than half of the available host memory
-are skipped on CPU and say so.
+(about 2 K^2 x 4 bytes) would take more than half of the available host memory
+are skipped on CPU and say so (and above ``--dense_max_k``).
 
 Throughput columns: pairs/s = K^2 / time; matmul TFLOP/s counts 2 K^2 d per
 matmul (3 for dense, 4 for streaming); '% of matmul peak' divides it by the
@@ -45,6 +45,9 @@ _KS = flags.DEFINE_list('ks', ['2048', '4096', '8192', '16384', '32768'],
 _DIM = flags.DEFINE_integer('dim', 128, 'Embedding dimension d.')
 _METHODS = flags.DEFINE_list('methods', ['dense', 'streaming'],
                              "Methods: 'dense', 'streaming'.")
+_DENSE_MAX_K = flags.DEFINE_integer(
+    'dense_max_k', 0, 'Skip the dense method above this K (0: no limit; on CPU '
+    'dense runs that need over half the available memory are skipped anyway).')
 _BLOCK = flags.DEFINE_integer('block_size', 1024,
                               'Column block of the streaming method.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per configuration.')
@@ -55,6 +58,12 @@ _INTERLEAVED_MAX_K = flags.DEFINE_integer(
     'one process for K up to this (the speed ratio on a loaded machine).')
 _INTERLEAVED_REPEATS = flags.DEFINE_integer(
     'interleaved_repeats', 15, 'Rounds of the interleaved timing.')
+_PRECISION = flags.DEFINE_enum(
+    'matmul_precision', 'default', ['default', 'high', 'highest'],
+    "jax_default_matmul_precision ('default' lets float32 matmuls use TF32 on "
+    "NVIDIA GPUs; 'highest' is full float32).")
+_FROM_JSON = flags.DEFINE_string(
+    'from_json', None, 'Only print the tables of a --json file of an earlier run.')
 _JSON = flags.DEFINE_string('json', None, 'Also write the rows to this file.')
 _CHILD = flags.DEFINE_string('child', None, 'Internal: run one configuration '
                              "('dense', 'streaming', 'baseline', 'matmul', "
@@ -152,7 +161,8 @@ def run_child(method: str, k: int, repeats: Optional[int] = None) -> dict:
   """Runs one configuration in a fresh process; adds its measured peak RSS."""
   cmd = [sys.executable, '-m', 'benchmarks.infonce_memory', f'--child={method}',
          f'--k={k}', f'--dim={_DIM.value}', f'--block_size={_BLOCK.value}',
-         f'--repeats={repeats or _REPEATS.value}', f'--dtype={_DTYPE.value}']
+         f'--repeats={repeats or _REPEATS.value}', f'--dtype={_DTYPE.value}',
+         f'--matmul_precision={_PRECISION.value}']
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   with tempfile.TemporaryFile('w+') as fout, tempfile.TemporaryFile('w+') as ferr:
     proc = subprocess.Popen(cmd, cwd=root, stdout=fout, stderr=ferr, text=True)
@@ -177,7 +187,7 @@ def _fmt_bytes(b: Optional[float]) -> str:
 
 
 def table(rows: list[dict], matmul_tflops: Optional[float]) -> str:
-  lines = ['| K | method | block | time (s) | vs dense | pairs/s | matmul TFLOP/s '
+  lines = ['| K | method | block | time (ms) | vs dense | pairs/s | matmul TFLOP/s '
            '| % of matmul peak | peak RSS (GiB) | peak device mem (GiB) |',
            '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|']
   dense = {r['k']: r.get('seconds') for r in rows if r['method'] == 'dense'}
@@ -194,17 +204,45 @@ def table(rows: list[dict], matmul_tflops: Optional[float]) -> str:
     pct = (f'{100 * tflops / matmul_tflops:.0f} %' if tflops and matmul_tflops
            else '')
     lines.append(
-        f"| {r['k']} | {r['method']} | {r.get('block_size') or ''} | {sec:.3f} | "
+        f"| {r['k']} | {r['method']} | {r.get('block_size') or ''} | {1e3 * sec:.4g} | "
         f"{ratio} | {r['k'] ** 2 / sec:.3g} | "
         f"{'' if tflops is None else f'{tflops:.3g}'} | {pct} | "
         f"{_fmt_bytes(r['peak_rss_bytes'])} | {_fmt_bytes(r.get('device_peak_bytes'))} |")
   return '\n'.join(lines)
 
 
+def print_interleaved(inter: list[dict]) -> None:
+  if not inter:
+    return
+  print('\nInterleaved in one process (rounds of dense then streaming; min and '
+        'median of the rounds):\n')
+  print('| K | block | dense min (ms) | streaming min (ms) | ratio of mins | '
+        'dense median (ms) | streaming median (ms) | ratio of medians |')
+  print('|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for r in inter:
+    if 'error' in r:
+      print(f"| {r['k']} | error: {r['error'][-200:]} |")
+      continue
+    print(f"| {r['k']} | {r['block_size']} | {1e3 * r['dense_min_s']:.4g} | "
+          f"{1e3 * r['streaming_min_s']:.4g} | "
+          f"{r['streaming_min_s'] / r['dense_min_s']:.2f}x | "
+          f"{1e3 * r['dense_median_s']:.4g} | {1e3 * r['streaming_median_s']:.4g} | "
+          f"{r['streaming_median_s'] / r['dense_median_s']:.2f}x |")
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
+  if _FROM_JSON.value:                 # re-print the tables of an earlier run
+    with open(_FROM_JSON.value) as f:
+      saved = json.load(f)
+    print(table(saved['rows'], saved['matmul']['tflops']))
+    print_interleaved(saved.get('interleaved', []))
+    return
   if _CHILD.value:
+    if _PRECISION.value != 'default':
+      import jax  # pylint: disable=g-import-not-at-top
+      jax.config.update('jax_default_matmul_precision', _PRECISION.value)
     print(json.dumps(_child(_CHILD.value, _K.value, _DIM.value, _BLOCK.value,
                             _REPEATS.value, _DTYPE.value)), flush=True)
     return
@@ -213,19 +251,24 @@ def main(argv: Sequence[str]) -> None:
   if 'error' in base or 'error' in mm:
     raise RuntimeError(f'child failed: {base.get("error") or mm.get("error")}')
   print(f"device: {base['platform']} ({base['device_kind']}), d = {_DIM.value}, "
-        f"{_DTYPE.value}, median of {_REPEATS.value} calls after a warm-up; "
+        f"{_DTYPE.value} (matmul precision {_PRECISION.value}), median of "
+        f"{_REPEATS.value} calls after a warm-up; "
         f"runtime baseline RSS {_fmt_bytes(base['peak_rss_bytes'])} GiB; "
         f"plain matmul {mm['tflops']:.3g} TFLOP/s", flush=True)
   rows = []
   for k in map(int, _KS.value):
     for method in _METHODS.value:
-      need = 3 * k * k * 4
+      # Dense keeps ~2 K x K float32 buffers (measured: 2.36 GiB at K = 16384).
+      need = 2 * k * k * 4 + 2**29
       avail = _mem_available_bytes()
-      if (method == 'dense' and base['platform'] == 'cpu' and avail
-          and need > avail / 2):
+      if method == 'dense' and _DENSE_MAX_K.value and k > _DENSE_MAX_K.value:
+        row = {'method': method, 'k': k,
+               'skipped': f'skipped: K > --dense_max_k={_DENSE_MAX_K.value}'}
+      elif (method == 'dense' and base['platform'] == 'cpu' and avail
+            and need > avail / 2):
         row = {'method': method, 'k': k, 'skipped':
-               f'skipped: needs ~{need / 2**30:.0f} GiB, '
-               f'{avail / 2**30:.0f} GiB available'}
+               f'skipped: needs ~{need / 2**30:.1f} GiB, '
+               f'{avail / 2**30:.1f} GiB available'}
       else:
         row = run_child(method, k)
       rows.append(row)
@@ -237,21 +280,7 @@ def main(argv: Sequence[str]) -> None:
   for k in map(int, _KS.value):
     if k <= _INTERLEAVED_MAX_K.value:
       inter.append(run_child('interleaved', k, repeats=_INTERLEAVED_REPEATS.value))
-  if inter:
-    print(f'\nInterleaved in one process ({_INTERLEAVED_REPEATS.value} rounds of '
-          'dense then streaming; min and median seconds):\n')
-    print('| K | block | dense min | streaming min | ratio of mins | '
-          'dense median | streaming median | ratio of medians |')
-    print('|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for r in inter:
-      if 'error' in r:
-        print(f"| {r['k']} | error: {r['error'][-200:]} |")
-        continue
-      print(f"| {r['k']} | {r['block_size']} | {r['dense_min_s']:.3f} | "
-            f"{r['streaming_min_s']:.3f} | "
-            f"{r['streaming_min_s'] / r['dense_min_s']:.2f}x | "
-            f"{r['dense_median_s']:.3f} | {r['streaming_median_s']:.3f} | "
-            f"{r['streaming_median_s'] / r['dense_median_s']:.2f}x |")
+  print_interleaved(inter)
   if _JSON.value:
     with open(_JSON.value, 'w') as f:
       json.dump({'baseline': base, 'matmul': mm, 'rows': rows,

@@ -1,7 +1,7 @@
 """Times Jacobian condition numbers: JAX vs PyTorch, and matrix-free vs exact.
 
   python -m benchmarks.jacobian_cond [--couplings=4] [--hidden=256] [--inputs=128]
-      [--lanczos_iters=32,96] [--lanczos_inputs=4] [--repeats=2] [--no_torch]
+      [--lanczos_iters=32,96] [--lanczos_inputs=2] [--repeats=1] [--no_torch]
 
 1. log kappa of the Jacobian of a 392-d RealNVP (affine softplus couplings,
    conditioner init std 0.05 so the Jacobian is far from orthogonal) at
@@ -24,7 +24,6 @@ import time
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from infomax_jax import flows
@@ -33,9 +32,10 @@ from infomax_jax import jacobian
 _INIT_STD = 0.05
 
 
-def _best(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
-  """Best (wall, cpu) seconds of ``fn()`` over ``repeats`` after one warm-up call."""
-  out = fn()
+def _best(fn: Callable[[], object], repeats: int,
+          warmup: bool = True) -> tuple[float, float, object]:
+  """Best (wall, cpu) seconds of ``fn()`` over ``repeats`` (after a warm-up call)."""
+  out = fn() if warmup else None
   wall, cpu = [], []
   for _ in range(repeats):
     t0, c0 = time.perf_counter(), time.process_time()
@@ -57,7 +57,7 @@ def _torch_flow(model, params, dim: int):
   """The same RealNVP in PyTorch (functional, weights copied from ``params``)."""
   import torch
   import torch.nn.functional as F
-  perms = [torch.as_tensor(p, dtype=torch.long) for p in model.permutations(dim)]
+  perms = [torch.tensor(np.array(p), dtype=torch.long) for p in model.permutations(dim)]
   layers = []
   for i in range(model.num_couplings):
     p = params['params'][f'coupling_{i}']
@@ -85,8 +85,8 @@ def main():
   parser.add_argument('--inputs', type=int, default=128)
   parser.add_argument('--chunk', type=int, default=32)
   parser.add_argument('--lanczos_iters', default='32,96')
-  parser.add_argument('--lanczos_inputs', type=int, default=4)
-  parser.add_argument('--repeats', type=int, default=2)
+  parser.add_argument('--lanczos_inputs', type=int, default=2)
+  parser.add_argument('--repeats', type=int, default=1)
   parser.add_argument('--no_torch', action='store_true')
   args = parser.parse_args()
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}; RealNVP '
@@ -114,7 +114,7 @@ def main():
           s = torch.linalg.svdvals(torch.func.vmap(torch.func.jacfwd(tf))(chunk))
           outs.append(torch.log(s[:, 0]) - torch.log(s[:, -1]))
         return torch.cat(outs)
-    tw, tc, torch_vals = _best(torch_run, args.repeats)
+    tw, tc, torch_vals = _best(torch_run, args.repeats, warmup=False)  # eager
     print(f'{"PyTorch func.jacfwd+vmap+svdvals":<34}{tw:>9.2f}{tc:>9.2f}')
     diff = np.max(np.abs(torch_vals.numpy() - np.asarray(jax_vals)))
     print(f'ratio PyTorch/JAX: wall {tw / jw:.2f}x, cpu {tc / jc:.2f}x; '
@@ -146,7 +146,7 @@ def main():
       err_max = np.max(np.abs(r[:, 0] / s[:, 0] - 1))
       err_min = np.max(np.abs(r[:, -1] / s[:, -1] - 1))
       err_logk = np.max(np.abs(np.log(r[:, 0] / r[:, -1]) / exact_logk - 1))
-      print(f'{dim:>5}{f"lanczos k={k}":>14}{w:>9.2f}{c:>9.2f}'
+      print(f'{dim:>5}{f"lanczos k={k}":>14}{w:>9.3f}{c:>9.3f}'
             f'{err_max:>14.2e}{err_min:>14.2e}{err_logk:>14.2e}')
 
 

@@ -17,7 +17,6 @@ from absl import app
 from absl import flags
 from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 

@@ -104,7 +104,7 @@ def _check_embeddings(x, y, fn: str, same_rows: bool = True) -> tuple[Array, Arr
   return x.astype(dtype), y.astype(dtype)
 
 
-def _check_options(block_size, axis_name, collective, fn: str) -> None:
+def _check_options(block_size, collective, fn: str) -> None:
   if block_size is not None and (not isinstance(block_size, int)
                                  or isinstance(block_size, bool) or block_size < 1):
     raise ValueError(f'{fn}: block_size must be None (dense) or a positive int, '
@@ -112,7 +112,6 @@ def _check_options(block_size, axis_name, collective, fn: str) -> None:
   if collective not in COLLECTIVES:
     raise ValueError(f'{fn}: unknown collective {collective!r}; valid '
                      f'collectives are: {", ".join(COLLECTIVES)}')
-  del axis_name
 
 
 # ------------------------------------------------------- local statistics --
@@ -123,9 +122,9 @@ def _safe(a: Array) -> Array:
 
 def _varying_axes(a) -> set:
   aval = jax.typeof(a)
-  if hasattr(aval, 'manual_axis_type'):        # jax >= 0.9
+  if hasattr(aval, 'manual_axis_type'):        # JAX 0.10
     return set(aval.manual_axis_type.varying)
-  return set(getattr(aval, 'vma', ()))         # earlier releases
+  return set(getattr(aval, 'vma', ()))         # other releases
 
 
 def _varying_like(value, *refs):
@@ -364,7 +363,7 @@ def pairwise_statistics(x: Array, y: Array, *, rows: bool = True,
     A ``PairStats``; float32 for float32/bfloat16 inputs.
   """
   x, y = _check_embeddings(x, y, 'pairwise_statistics', same_rows=False)
-  _check_options(block_size, axis_name, collective, 'pairwise_statistics')
+  _check_options(block_size, collective, 'pairwise_statistics')
   want = _Want(rows, columns, softplus, exclude_self)
   if axis_name is None:
     return _local_stats(x, y, 0, 0, want, block_size)
@@ -397,7 +396,7 @@ def _diagonal(x: Array, y: Array) -> Array:
 
 def _prepare(x, y, block_size, axis_name, collective, fn):
   x, y = _check_embeddings(x, y, fn)
-  _check_options(block_size, axis_name, collective, fn)
+  _check_options(block_size, collective, fn)
   k = _global_count(x, axis_name)
   if k < 2:
     raise ValueError(f'{fn}: need K >= 2 pairs in the (global) batch, got K = {k}')

@@ -195,6 +195,39 @@ def main():
     np.savez(os.path.join(workdir, 'expected_params.npz'),
              **fx.flatten(full.params))
 
+  @check
+  def large_batch_experiment_tiny():
+    """experiments/large_batch.py at toy sizes, data-parallel on 8 devices."""
+    from experiments import large_batch  # pylint: disable=g-import-not-at-top
+    from experiments.configs import large_batch as large_batch_config  # pylint: disable=g-import-not-at-top
+    config = large_batch_config.get_config('quick')
+    config.mi_levels = (6.0,)
+    config.dim = 4
+    config.batch_sizes = (16, 64)
+    config.max_train_batch = 16
+    config.hidden = (8,)
+    config.embed_dim = 4
+    config.streaming_threshold = 16    # K = 64: streaming ring over 8 devices
+    config.block_size = 5              # does not divide the 8 rows per device
+    config.num_steps = 4
+    config.log_every = config.eval_every = config.checkpoint_every = 4
+    config.eval_pairs = 128
+    config.max_eval_batches = 2
+    out = os.path.join(workdir, 'large_batch')
+    results = large_batch.run(config, out)
+    got = sorted((r['curve'], r['k']) for r in results)
+    assert got == [('fixed', 16), ('fixed', 64), ('optimal', 16),
+                   ('optimal', 64), ('trained', 16)], got
+    for r in results:
+      assert r['estimate'] <= np.log(r['k']) + 1e-4, r
+      assert r['method'].startswith('streaming' if r['k'] == 64 else 'dense'), r
+    optimal = {r['k']: r['estimate'] for r in results if r['curve'] == 'optimal'}
+    assert optimal[64] > optimal[16] > 2.0, optimal     # the ceiling lifts
+    for name in ('results.jsonl', 'summary.md', 'summary.csv', 'large_batch.png'):
+      assert os.path.isfile(os.path.join(out, name)), name
+    assert len(large_batch.run(config, out)) == len(results)   # all cached
+    return f'optimal critic: {optimal}'
+
   failed = [r['check'] for r in RESULTS if not r['ok']]
   print(json.dumps({'summary': True, 'failed': failed}), flush=True)
   sys.exit(1 if failed else 0)

@@ -326,7 +326,8 @@ def test_single_process_helpers():
 
 MULTIDEVICE_CHECKS = ('bounds_on_sharded_batch', 'contrastive_sharded_vs_dense',
                       'train_step_8_vs_1', 'batch_not_divisible_is_an_error',
-                      'checkpoint_across_device_counts')
+                      'checkpoint_across_device_counts',
+                      'large_batch_experiment_tiny')
 
 
 @pytest.fixture(scope='module')
@@ -404,3 +405,4 @@ def test_two_processes_compute_the_global_infonce(jobs, tmp_path):
   assert ([m['step'] for m in train.read_metrics(str(out_dir / 'train'), 'train')]
           == [1, 2])
   assert (out_dir / 'train' / 'checkpoints' / '2').is_dir()
+

@@ -61,6 +61,7 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
   config.checkpoint_every = 1000
   # Evaluation: about eval_pairs pairs in batches of K, at least
   # min_eval_batches and at most max_eval_batches batches.
+  config.eval_matmul_precision = 'highest'   # no TF32 in the evaluation scores
   config.eval_pairs = 2**20
   config.min_eval_batches = 2
   config.max_eval_batches = 64

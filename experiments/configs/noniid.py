@@ -11,6 +11,9 @@ non-i.i.d. batches exceed the true MI, the i.i.d. ones do not.
 
   python -m experiments.noniid --config=experiments/configs/noniid.py \
       --workdir=runs/noniid
+  # CPU-sized variant (5000 steps; ~2-10 min per run on a loaded 2-core CPU):
+  python -m experiments.noniid --config=experiments/configs/noniid.py:quick \
+      --workdir=runs/noniid_quick
   # CI smoke size:
   ... --config=experiments/configs/noniid.py:tiny
 
