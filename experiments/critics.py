@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
-from infomax_jax import bounds
 from infomax_jax import data as data_lib
 from infomax_jax import train as train_lib
 from infomax_jax import twoview

@@ -24,6 +24,7 @@ from infomax_jax import critics
 from infomax_jax import distributions
 from infomax_jax import encoders
 from infomax_jax import flows
+from infomax_jax import jacobian
 from infomax_jax.bounds import (conditional_infonce, dv, f_divergence,
                                 f_divergence_scores, infonce, interpolated, jsd,
                                 mine, mine_init, nwj, smile, tuba)
