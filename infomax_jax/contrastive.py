@@ -122,9 +122,9 @@ def _safe(a: Array) -> Array:
 
 def _varying_axes(a) -> set:
   aval = jax.typeof(a)
-  if hasattr(aval, 'manual_axis_type'):        # JAX 0.10
+  if hasattr(aval, 'manual_axis_type'):        # JAX >= 0.10
     return set(aval.manual_axis_type.varying)
-  return set(getattr(aval, 'vma', ()))         # other releases
+  return set(getattr(aval, 'vma', ()))         # JAX <= 0.9
 
 
 def _varying_like(value, *refs):

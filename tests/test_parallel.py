@@ -50,33 +50,38 @@ def _assert_close(a, b, what, rtol=2e-5, atol=2e-6):
 class _Job:
   """Subprocesses started now and awaited later, so that they run while the
   single-device tests of this module do (the subprocesses wait on each other
-  and on I/O at times; two cores get used)."""
+  and on I/O at times; two cores get used). Their output goes to files, not
+  pipes, so that nothing blocks while nobody reads."""
 
-  def __init__(self, cmds, xla_flags: str):
+  def __init__(self, cmds, xla_flags: str, log_dir):
     env = dict(os.environ, XLA_FLAGS=f'{xla_flags} {FAST_XLA}')
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [ROOT, env.get('PYTHONPATH')]))
-    self.procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-                  for cmd in cmds]
+    self.logs = [(log_dir / f'stdout_{i}.txt', log_dir / f'stderr_{i}.txt')
+                 for i in range(len(cmds))]
+    self.procs = []
+    for cmd, (out, err) in zip(cmds, self.logs):
+      with open(out, 'w') as fout, open(err, 'w') as ferr:
+        self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fout,
+                                           stderr=ferr, text=True))
     self.outputs = None
 
   def wait(self, timeout: float = 600):
     """[(returncode, stdout, stderr)] of every process (killed on timeout)."""
     if self.outputs is None:
       try:
-        self.outputs = [p.communicate(timeout=timeout) for p in self.procs]
-      finally:
         for p in self.procs:
-          if p.poll() is None:
-            p.kill()
-            p.communicate()
-    return [(p.returncode, *o) for p, o in zip(self.procs, self.outputs)]
+          p.wait(timeout=timeout)
+      finally:
+        self.kill()
+      self.outputs = [(p.returncode, out.read_text(), err.read_text())
+                      for p, (out, err) in zip(self.procs, self.logs)]
+    return self.outputs
 
   def kill(self):
     for p in self.procs:
       if p.poll() is None:
         p.kill()
-        p.communicate()
+        p.wait()
 
 
 def _free_port() -> int:
@@ -103,12 +108,12 @@ def jobs(tmp_path_factory):
   started = {
       'multidevice': (md_dir, _Job(
           [[sys.executable, 'tests/multidevice_checks.py', f'--workdir={md_dir}']],
-          '--xla_force_host_platform_device_count=8')),
+          '--xla_force_host_platform_device_count=8', md_dir)),
       'two_process': (tp_dir, _Job(
           [[sys.executable, 'tests/two_process_worker.py',
             f'--coordinator=127.0.0.1:{port}', '--num_processes=2',
             f'--process_id={i}', f'--out={tp_dir}'] for i in range(2)],
-          '--xla_force_host_platform_device_count=4')),
+          '--xla_force_host_platform_device_count=4', tp_dir)),
   }
   yield started
   for _, job in started.values():
