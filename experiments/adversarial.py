@@ -49,7 +49,7 @@ def _two_optimizers(encoder_tx: optax.GradientTransformation,
             'classifier': classifier_tx.init(params['classifier'])}
 
   def update(updates, state, params=None):
-    raise NotImplementedError('the adversarial step updates each player itself')
+    raise RuntimeError('never called: the adversarial Task.update steps each player with its own optimiser')
 
   return optax.GradientTransformation(init, update)
 
