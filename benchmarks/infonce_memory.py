@@ -6,7 +6,8 @@
 
 For every (K, method) a fresh child process draws x, y ~ N(0, 1) of shape
 (K, d) and times the jitted ``value_and_grad`` of the InfoNCE loss with
-respect to x and y (median of ``--repeats`` calls after a compiling warm-up):
+respect to x and y (median of at least ``--repeats`` calls and
+``--min_seconds`` of calls, after a compiling warm-up):
 
 * dense:      ``-bounds.infonce(x @ y.T)``: the K x K scores in memory;
 * streaming:  ``-contrastive.infonce(x, y, block_size=B)``: column blocks of B
@@ -50,7 +51,11 @@ _DENSE_MAX_K = flags.DEFINE_integer(
     'dense runs that need over half the available memory are skipped anyway).')
 _BLOCK = flags.DEFINE_integer('block_size', 1024,
                               'Column block of the streaming method.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per configuration.')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per configuration '
+                                '(at least).')
+_MIN_SECONDS = flags.DEFINE_float(
+    'min_seconds', 2.0, 'Keep timing calls until they add up to this many '
+    'seconds (many calls for small K: a stable median).')
 _DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
                            'dtype of the embeddings (scores accumulate in f32).')
 _INTERLEAVED_MAX_K = flags.DEFINE_integer(
@@ -74,7 +79,7 @@ _K = flags.DEFINE_integer('k', 2048, 'Internal: K of the child.')
 # ------------------------------------------------------------------ child --
 
 def _child(method: str, k: int, dim: int, block: int, repeats: int,
-           dtype: str) -> dict:
+           dtype: str, min_seconds: float = 0.0) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -125,7 +130,7 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
   out = jax.block_until_ready(fn(x, y))
   first = time.perf_counter() - t0
   times = []
-  for _ in range(repeats):
+  while len(times) < repeats or sum(times) < min_seconds:
     t0 = time.perf_counter()
     out = jax.block_until_ready(fn(x, y))
     times.append(time.perf_counter() - t0)
@@ -134,6 +139,7 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
   row = {'method': method, 'k': k, 'dim': dim, 'dtype': dtype,
          'block_size': block if method == 'streaming' else None,
          'seconds': float(np.median(times)), 'min_seconds': min(times),
+         'calls': len(times),
          'first_call_s': first,
          'platform': device.platform, 'device_kind': device.device_kind,
          'device_peak_bytes': stats.get('peak_bytes_in_use')}
@@ -162,7 +168,8 @@ def run_child(method: str, k: int, repeats: Optional[int] = None) -> dict:
   cmd = [sys.executable, '-m', 'benchmarks.infonce_memory', f'--child={method}',
          f'--k={k}', f'--dim={_DIM.value}', f'--block_size={_BLOCK.value}',
          f'--repeats={repeats or _REPEATS.value}', f'--dtype={_DTYPE.value}',
-         f'--matmul_precision={_PRECISION.value}']
+         f'--matmul_precision={_PRECISION.value}',
+         f'--min_seconds={_MIN_SECONDS.value}']
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   with tempfile.TemporaryFile('w+') as fout, tempfile.TemporaryFile('w+') as ferr:
     proc = subprocess.Popen(cmd, cwd=root, stdout=fout, stderr=ferr, text=True)
@@ -244,7 +251,8 @@ def main(argv: Sequence[str]) -> None:
       import jax  # pylint: disable=g-import-not-at-top
       jax.config.update('jax_default_matmul_precision', _PRECISION.value)
     print(json.dumps(_child(_CHILD.value, _K.value, _DIM.value, _BLOCK.value,
-                            _REPEATS.value, _DTYPE.value)), flush=True)
+                            _REPEATS.value, _DTYPE.value, _MIN_SECONDS.value)),
+          flush=True)
     return
   base = run_child('baseline', int(_KS.value[0]))
   mm = run_child('matmul', 0)
@@ -252,7 +260,7 @@ def main(argv: Sequence[str]) -> None:
     raise RuntimeError(f'child failed: {base.get("error") or mm.get("error")}')
   print(f"device: {base['platform']} ({base['device_kind']}), d = {_DIM.value}, "
         f"{_DTYPE.value} (matmul precision {_PRECISION.value}), median of "
-        f"{_REPEATS.value} calls after a warm-up; "
+        f">= {_REPEATS.value} calls (>= {_MIN_SECONDS.value:g} s) after a warm-up; "
         f"runtime baseline RSS {_fmt_bytes(base['peak_rss_bytes'])} GiB; "
         f"plain matmul {mm['tflops']:.3g} TFLOP/s", flush=True)
   rows = []
