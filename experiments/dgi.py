@@ -22,7 +22,6 @@ Writes to ``--workdir``:
 Runs already in runs.csv are skipped, so an interrupted run resumes there.
 """
 
-import csv
 import json
 import os
 import time
@@ -36,6 +35,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import csvio
 from infomax_jax import graphs
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -56,26 +56,6 @@ RESULT_FIELDS = ('dataset', 'seeds', 'probe_runs', 'acc_mean', 'acc_std',
                  'train_cpu_s_per_run', 'total_s', 'paper')
 
 
-def _read_csv(path: str) -> list[dict[str, str]]:
-  if not os.path.exists(path):
-    return []
-  with open(path, newline='') as f:
-    return list(csv.DictReader(f))
-
-
-def _append_csv(path: str, fields: Sequence[str], rows: Sequence[dict]) -> None:
-  new = not os.path.exists(path) or os.path.getsize(path) == 0
-  with open(path, 'a', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    if new:
-      writer.writeheader()
-    writer.writerows(rows)
-
-
-def _write_csv(path: str, fields: Sequence[str], rows: Sequence[dict]) -> None:
-  if os.path.exists(path):
-    os.remove(path)
-  _append_csv(path, fields, rows)
 
 
 def run_one(data: graphs.Planetoid, seed: int,
@@ -110,7 +90,7 @@ def run_one(data: graphs.Planetoid, seed: int,
       learning_rate=config.probe_learning_rate,
       weight_decay=config.probe_weight_decay)
   probe_s = time.perf_counter() - t0
-  _append_csv(os.path.join(workdir, 'probe_accuracies.csv'),
+  csvio.append_csv(os.path.join(workdir, 'probe_accuracies.csv'),
               ('dataset', 'seed', 'run', 'accuracy'),
               [{'dataset': data.name, 'seed': seed, 'run': i,
                 'accuracy': f'{a:.4f}'} for i, a in enumerate(acc)])
@@ -133,8 +113,8 @@ def run_one(data: graphs.Planetoid, seed: int,
 
 def summarize(workdir: str, datasets: Sequence[str]) -> list[dict[str, Any]]:
   """Per data set: accuracy over all (seed, probe run) pairs and seed spread."""
-  runs = _read_csv(os.path.join(workdir, 'runs.csv'))
-  probes = _read_csv(os.path.join(workdir, 'probe_accuracies.csv'))
+  runs = csvio.read_csv(os.path.join(workdir, 'runs.csv'))
+  probes = csvio.read_csv(os.path.join(workdir, 'probe_accuracies.csv'))
   out = []
   for name in datasets:
     rows = [r for r in runs if r['dataset'] == name]
@@ -208,10 +188,10 @@ def plot_losses(workdir: str, path: str) -> None:
 def _drop_unfinished(workdir: str, done: set[tuple[str, int]]) -> None:
   """Removes rows of runs that an interruption left out of runs.csv."""
   path = os.path.join(workdir, 'probe_accuracies.csv')
-  rows = _read_csv(path)
+  rows = csvio.read_csv(path)
   kept = [r for r in rows if (r['dataset'], int(r['seed'])) in done]
   if len(kept) != len(rows):
-    _write_csv(path, ('dataset', 'seed', 'run', 'accuracy'), kept)
+    csvio.write_csv(path, ('dataset', 'seed', 'run', 'accuracy'), kept)
   path = os.path.join(workdir, 'metrics.jsonl')
   if os.path.exists(path):
     with open(path) as f:
@@ -228,7 +208,7 @@ def run(config: ml_collections.ConfigDict,
   """Runs the (data set, seed) pairs not in runs.csv; returns the summary."""
   os.makedirs(workdir, exist_ok=True)
   runs_path = os.path.join(workdir, 'runs.csv')
-  done = {(r['dataset'], int(r['seed'])) for r in _read_csv(runs_path)}
+  done = {(r['dataset'], int(r['seed'])) for r in csvio.read_csv(runs_path)}
   _drop_unfinished(workdir, done)
   start = time.perf_counter()
   for name in config.datasets:
@@ -242,10 +222,10 @@ def run(config: ml_collections.ConfigDict,
         logging.info('%s/seed %d: already in %s, skipped', name, seed,
                      runs_path)
         continue
-      _append_csv(runs_path, RUN_FIELDS, [run_one(data, seed, config, workdir)])
+      csvio.append_csv(runs_path, RUN_FIELDS, [run_one(data, seed, config, workdir)])
   logging.info('all runs done in %.1f s', time.perf_counter() - start)
   summary = summarize(workdir, config.datasets)
-  _write_csv(os.path.join(workdir, 'results.csv'), RESULT_FIELDS, summary)
+  csvio.write_csv(os.path.join(workdir, 'results.csv'), RESULT_FIELDS, summary)
   table = results_markdown(summary, config)
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
     f.write(table)

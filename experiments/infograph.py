@@ -22,7 +22,6 @@ Writes to ``--workdir``:
 Seeds already in runs.csv are skipped, so an interrupted run resumes there.
 """
 
-import csv
 import json
 import os
 import time
@@ -38,6 +37,7 @@ import numpy as np
 from sklearn import model_selection
 from sklearn import svm
 
+from experiments import csvio
 from infomax_jax import graphs
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -61,26 +61,6 @@ RESULT_FIELDS = ('dataset', 'seeds', 'folds', 'acc_mean', 'acc_std',
                  'paper')
 
 
-def _read_csv(path: str) -> list[dict[str, str]]:
-  if not os.path.exists(path):
-    return []
-  with open(path, newline='') as f:
-    return list(csv.DictReader(f))
-
-
-def _append_csv(path: str, fields: Sequence[str], rows: Sequence[dict]) -> None:
-  new = not os.path.exists(path) or os.path.getsize(path) == 0
-  with open(path, 'a', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    if new:
-      writer.writeheader()
-    writer.writerows(rows)
-
-
-def _write_csv(path: str, fields: Sequence[str], rows: Sequence[dict]) -> None:
-  if os.path.exists(path):
-    os.remove(path)
-  _append_csv(path, fields, rows)
 
 
 def svm_cross_validation(embeddings: np.ndarray, labels: np.ndarray, *,
@@ -154,7 +134,7 @@ def run_one(dataset: graphs.TUDataset, seed: int,
   fold_rows += [{'seed': seed, 'encoder': 'trained', 'fold': i,
                  'accuracy': f'{a:.4f}', 'C': c}
                 for i, (a, c) in enumerate(zip(acc, cs))]
-  _append_csv(os.path.join(workdir, 'folds.csv'), FOLD_FIELDS, fold_rows)
+  csvio.append_csv(os.path.join(workdir, 'folds.csv'), FOLD_FIELDS, fold_rows)
   logging.info('seed %d: trained in %.1f s (+%.1f s compile); %d-fold SVM '
                'accuracy %.2f ± %.2f %%', seed, result.train_seconds,
                result.compile_seconds, config.folds, 100 * acc.mean(),
@@ -173,7 +153,7 @@ def run_one(dataset: graphs.TUDataset, seed: int,
 def summarize(workdir: str,
               config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Mean ± std over seeds of the per-seed k-fold accuracies."""
-  rows = _read_csv(os.path.join(workdir, 'runs.csv'))
+  rows = csvio.read_csv(os.path.join(workdir, 'runs.csv'))
   acc = np.array([float(r['acc_mean']) for r in rows])
   untrained = np.array([float(r['untrained_mean']) for r in rows])
   train_s = np.array([float(r['train_s']) + float(r['compile_s'])
@@ -244,10 +224,10 @@ def plot_losses(workdir: str, path: str) -> None:
 def _drop_unfinished(workdir: str, done: set[int]) -> None:
   """Removes rows of seeds that an interruption left out of runs.csv."""
   path = os.path.join(workdir, 'folds.csv')
-  rows = _read_csv(path)
+  rows = csvio.read_csv(path)
   kept = [r for r in rows if int(r['seed']) in done]
   if len(kept) != len(rows):
-    _write_csv(path, FOLD_FIELDS, kept)
+    csvio.write_csv(path, FOLD_FIELDS, kept)
   path = os.path.join(workdir, 'metrics.jsonl')
   if os.path.exists(path):
     with open(path) as f:
@@ -262,7 +242,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Runs every seed not yet in ``workdir/runs.csv``; returns the summary."""
   os.makedirs(workdir, exist_ok=True)
   runs_path = os.path.join(workdir, 'runs.csv')
-  done = {int(r['seed']) for r in _read_csv(runs_path)}
+  done = {int(r['seed']) for r in csvio.read_csv(runs_path)}
   _drop_unfinished(workdir, done)
   dataset = graphs.load_tu_dataset(config.dataset, config.data_dir)
   logging.info('%s: %d graphs (%s per class), %d nodes, %d node labels, %d '
@@ -274,11 +254,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     if seed in done:
       logging.info('seed %d: already in %s, skipped', seed, runs_path)
       continue
-    _append_csv(runs_path, RUN_FIELDS,
+    csvio.append_csv(runs_path, RUN_FIELDS,
                 [run_one(dataset, seed, config, workdir)])
   logging.info('all seeds done in %.1f s', time.perf_counter() - start)
   summary = summarize(workdir, config)
-  _write_csv(os.path.join(workdir, 'results.csv'), RESULT_FIELDS, [summary])
+  csvio.write_csv(os.path.join(workdir, 'results.csv'), RESULT_FIELDS, [summary])
   table = results_markdown(summary, config)
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
     f.write(table)
