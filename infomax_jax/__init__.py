@@ -6,7 +6,9 @@ Modules:
   critics        Flax critics producing K x K score matrices.
   contrastive    memory-efficient (streaming / sharded) InfoNCE and NT-Xent for huge batches.
   flows          bijective RealNVP encoders.
-  encoders       MLP, residual MLP, ConvNet.
+  encoders       MLP, residual MLP, ConvNet, the DIM conv encoder.
+  dim            Deep InfoMax: local/global objectives, encode-and-dot critics,
+                 adversarial prior matching.
   data, probes   image data (tfds or local files), views, linear / MLP probes.
   train          config-driven training loop with checkpoints and exact resume.
   parallel       device mesh and shardings for data-parallel training.
@@ -21,6 +23,7 @@ See README.md.
 
 from infomax_jax import bounds
 from infomax_jax import critics
+from infomax_jax import dim
 from infomax_jax import distributions
 from infomax_jax import encoders
 from infomax_jax import flows

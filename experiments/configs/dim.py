@@ -1,0 +1,126 @@
+"""Deep InfoMax (Hjelm et al., ICLR 2019), Table 1 protocol.
+
+Encoder: conv 64-128-256 (4×4, stride 2) -> FC 1024 -> Y (64), batch norm;
+28×28 images are zero-padded to 32×32, so the local map is 8×8×128 as on
+CIFAR-10. Critics: encode-and-dot, 1×1-conv residual networks with LayerNorm
+(``critic_units`` wide). Runs (``config.runs``): DIM(G) (α=1, β=0) and DIM(L)
+(α=0, β=1) with each estimator (infonce, jsd, dv), with prior matching
+(γ > 0) and without, and the random-init control. Probes: linear (L-BFGS) and
+one hidden layer of 200 (Adam) on conv / fc / Y.
+
+  # Full protocol (paper: Adam 1e-4, batch 64; 1000 epochs of CIFAR-10 in the
+  # paper, here 20000 steps per run on MNIST / Fashion-MNIST / CIFAR-10):
+  python -m experiments.dim --config=experiments/configs/dim.py --workdir=runs/dim
+  # CPU variant: MNIST and Fashion-MNIST offline, 20000 train images, 600
+  # steps per run, 512-unit critics, probes on 10000 train images, 8 runs:
+  python -m experiments.dim --config=experiments/configs/dim.py:cpu \
+      --workdir=runs/dim_cpu
+  # CI smoke size:
+  ... --config=experiments/configs/dim.py:tiny
+
+CIFAR-10 (``config.datasets = ('cifar10',)``) loads through tfds and needs
+a prepared tfds copy or internet access.
+"""
+
+import ml_collections
+
+
+def _runs(prior_gamma: dict) -> ml_collections.ConfigDict:
+  """Table 1 grid: control, DIM(G) and DIM(L) × estimators × prior on/off."""
+  runs = {'control': dict(num_steps=0, alpha=0.0, beta=1.0, gamma=0.0,
+                          estimator='infonce')}
+  for model, (alpha, beta) in (('G', (1.0, 0.0)), ('L', (0.0, 1.0))):
+    for estimator in ('infonce', 'jsd', 'dv'):
+      runs[f'{model}_{estimator}'] = dict(alpha=alpha, beta=beta, gamma=0.0,
+                                          estimator=estimator)
+      runs[f'{model}_{estimator}_prior'] = dict(
+          alpha=alpha, beta=beta, gamma=prior_gamma[model], estimator=estimator)
+  return ml_collections.ConfigDict(runs)
+
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  """The paper's settings; ``variant`` 'cpu' or 'tiny' shrinks them."""
+  config = ml_collections.ConfigDict()
+  config.datasets = ('mnist', 'fashion_mnist')
+  config.dataset = 'mnist'        # set per run from config.datasets
+  config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, system dirs, tfds
+  config.data_source = 'auto'     # 'auto', 'local' or 'tfds' (data.load)
+  config.train_examples = 0       # > 0: only the first N train images
+  config.test_examples = 0        # > 0: only the first N test images
+  config.encoder = 'dim_conv'
+  config.encoder_kwargs = ml_collections.ConfigDict(dict(
+      features=64, channels=(64, 128, 256), fc_units=1024, norm='batch'))
+  config.critic_units = 2048
+  config.discriminator_hidden = (1000, 200)
+  # Objective weights and estimator (overridden per run).
+  config.alpha = 0.0              # global MI
+  config.beta = 1.0               # local MI
+  config.gamma = 0.0              # prior matching
+  config.gradient_penalty = 0.0   # R1 weight on the discriminator
+  config.estimator = 'infonce'    # 'infonce', 'jsd', 'dv'
+  # The paper: γ = 0.1 with DIM(L), γ = 1 with DIM(G) (α = 1 there).
+  config.runs = _runs({'G': 1.0, 'L': 0.1})
+  # Which runs of config.runs, in this order (() = all, control first).
+  config.run_names = ()
+  # Optimisation.
+  config.seed = 0
+  config.optimizer = 'adam'
+  config.learning_rate = 1e-4
+  config.batch_size = 64
+  config.num_steps = 20000
+  config.step_loop = 'scan'       # 'python' on CPU: XLA:CPU convs are slow in a scan
+  # Logging, evaluation, checkpoints.
+  config.log_every = 100
+  config.eval_every = 20000
+  config.checkpoint_every = 2000
+  config.eval_at_init = False     # the 'control' run reports the init
+  config.eval_batches = 20        # test batches for the test InfoNCE
+  # Probes.
+  config.probe_train_examples = 0  # 0: every train image used for training
+  config.probe_steps = 300         # L-BFGS iterations (linear probe)
+  config.mlp_probe_hidden = 200
+  config.mlp_probe_steps = 3000    # Adam steps (non-linear probe)
+  config.mlp_probe_batch = 256
+  config.mlp_probe_learning_rate = 1e-3
+  if variant == 'cpu':
+    config.step_loop = 'python'
+    config.run_names = ('control', 'L_infonce', 'G_infonce', 'L_infonce_prior',
+                        'L_jsd', 'L_dv', 'G_jsd', 'G_dv')
+    config.train_examples = 20000
+    config.probe_train_examples = 10000
+    config.critic_units = 512
+    config.num_steps = 600
+    config.eval_every = 600
+    config.checkpoint_every = 200
+    config.log_every = 50
+    config.eval_batches = 10
+    config.probe_steps = 200
+    config.mlp_probe_steps = 1500
+  elif variant == 'tiny':
+    config.step_loop = 'python'
+    config.datasets = ('mnist',)
+    config.train_examples = 256
+    config.test_examples = 128
+    config.encoder_kwargs.channels = (8, 16, 16)
+    config.encoder_kwargs.fc_units = 32
+    config.encoder_kwargs.features = 8
+    config.critic_units = 16
+    config.discriminator_hidden = (16,)
+    config.runs = ml_collections.ConfigDict({
+        'control': dict(num_steps=0, alpha=0.0, beta=1.0, gamma=0.0,
+                        estimator='infonce'),
+        'G_dv': dict(alpha=1.0, beta=0.0, gamma=0.0, estimator='dv'),
+        'L_jsd_prior': dict(alpha=0.0, beta=1.0, gamma=0.1, estimator='jsd'),
+    })
+    config.batch_size = 16
+    config.num_steps = 4
+    config.log_every = 2
+    config.eval_every = 4
+    config.checkpoint_every = 4
+    config.eval_batches = 2
+    config.probe_steps = 5
+    config.mlp_probe_steps = 5
+    config.mlp_probe_batch = 32
+  elif variant:
+    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'cpu', 'tiny'")
+  return config

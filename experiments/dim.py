@@ -1,0 +1,270 @@
+"""Deep InfoMax (Hjelm et al. 2019, Table 1): DIM(G) / DIM(L), estimators, prior.
+
+  python -m experiments.dim --config=experiments/configs/dim.py:cpu \
+      --workdir=runs/dim_cpu
+
+For every data set of ``config.datasets`` and every run of ``config.runs``
+(a name -> overrides of the base config: alpha/beta/gamma, estimator, ...),
+trains ``infomax_jax.dim`` with ``infomax_jax.train`` (data-parallel over all
+devices, checkpoints, exact resume) in ``--workdir/<dataset>/<run>``. The
+'control' run has ``num_steps = 0``: the same encoder at its random
+initialisation. Every evaluation fits a linear probe (L-BFGS) and a probe
+with one hidden layer of 200 units (Adam) on the conv / fc / Y features of
+``config.probe_train_examples`` train images and reports test accuracy, plus
+how far σ(Y) is from the prior U[0,1]^64 (mean per-dimension W1 distance,
+and the accuracy of the trained discriminator when γ > 0) and the test
+InfoNCE of the objective's scores.
+
+Outputs in --workdir: ``dim_table.csv``, ``dim_table.md`` (one table per data
+set, Table 1 layout) and ``dim.png`` (conv-feature accuracy per run).
+A rerun resumes unfinished runs and re-uses finished ones.
+"""
+
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+
+from experiments import csvio
+from infomax_jax import data as data_lib
+from infomax_jax import dim as dim_lib
+from infomax_jax import probes
+from infomax_jax import train as train_lib
+
+FEATURES = ('conv', 'fc', 'y')
+PROBES = ('linear', 'mlp')
+TABLE_FIELDS = (
+    ['dataset', 'run', 'model', 'estimator', 'gamma', 'steps']
+    + [f'{f}_{p}' for f in FEATURES for p in PROBES]
+    + ['w1_prior', 'discriminator_accuracy', 'infonce_test', 'train_seconds'])
+
+
+def override(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
+  """An unlocked copy of ``config`` with ``fields`` set."""
+  out = ml_collections.ConfigDict(config.to_dict())
+  for name, value in fields.items():
+    out[name] = value
+  return out
+
+
+def load_split(config, dataset: str, split: str, limit: int = 0):
+  """(uint8 images, int labels) of one split; the first ``limit`` if > 0."""
+  images, labels = data_lib.load(dataset, split,
+                                 data_dir=config.get('data_dir') or None,
+                                 source=config.get('data_source', 'auto'))
+  if limit:
+    if limit > images.shape[0]:
+      raise ValueError(f'{split} limit must be <= {images.shape[0]}, got {limit}')
+    images, labels = images[:limit], labels[:limit]
+  return images, labels
+
+
+def _to_float(images):
+  return images.astype(jnp.float32) / 255.0
+
+
+def make_task(config, train_data, test_data) -> train_lib.Task:
+  """The ``train.Task`` of one DIM run on (images, labels) splits."""
+  model = dim_lib.make_model(config)
+  discriminator = dim_lib.PriorDiscriminator(tuple(config.discriminator_hidden))
+  images, labels = train_data
+  test_images, test_labels = test_data
+  image_shape = images.shape[1:]
+  num_y = config.encoder_kwargs.get('features', 64)
+
+  def init(key):
+    return dim_lib.init(model, discriminator, key, image_shape, num_y)
+
+  def sample(data, key):
+    idx = data_lib.batch_indices(key, data['images'].shape[0], config.batch_size)
+    return {'x': _to_float(data['images'][idx])}
+
+  n_probe = config.probe_train_examples or images.shape[0]
+  probe_images = jnp.asarray(images[:n_probe])
+  probe_labels = labels[:n_probe]
+  test_images_dev = jnp.asarray(test_images)
+  encode = jax.jit(lambda params, stats, x: dim_lib.encode_features(
+      model, params['model'], stats, _to_float(x)))
+
+  @jax.jit
+  def test_metrics(params, stats, key):
+    """Objective terms on fixed test batches, σ(Y) vs prior on the test set."""
+    variables = {'params': params['model'],
+                 **({'batch_stats': stats} if stats else {})}
+
+    def one(k):
+      idx = data_lib.batch_indices(k, test_images_dev.shape[0], config.batch_size)
+      out = model.apply(variables, _to_float(test_images_dev[idx]), train=False)
+      terms = dim_lib.mi_terms(out, estimator='infonce', alpha=config.alpha,
+                               beta=config.beta)[0]
+      return terms / (config.alpha + config.beta)
+    keys = jax.random.split(key, config.eval_batches)
+    return jnp.mean(jax.lax.map(one, keys))
+
+  def evaluate(params, stats, step):
+    if step == 0 and config.num_steps > 0 and not config.eval_at_init:
+      return {}
+    record = {}
+    train_feats = encode(params, stats, probe_images)
+    test_feats = encode(params, stats, test_images_dev)
+    for name in FEATURES:
+      args = (train_feats[name], probe_labels, test_feats[name], test_labels)
+      record[f'{name}_linear'] = probes.linear_probe(
+          *args, steps=config.probe_steps)['accuracy']
+      record[f'{name}_mlp'] = probes.mlp_probe(
+          *args, hidden_size=config.mlp_probe_hidden,
+          steps=config.mlp_probe_steps, batch_size=config.mlp_probe_batch,
+          learning_rate=config.mlp_probe_learning_rate)['accuracy']
+    encoded = jax.nn.sigmoid(test_feats['y'])
+    record['w1_prior'] = dim_lib.wasserstein_to_uniform(encoded)
+    if config.gamma:
+      prior = dim_lib.prior_sample(jax.random.PRNGKey(99), encoded.shape)
+      d = lambda v: discriminator.apply({'params': params['disc']}, v)
+      record['discriminator_accuracy'] = dim_lib.discriminator_accuracy(
+          d(prior), d(encoded))
+    record['infonce_test'] = test_metrics(params, stats, jax.random.PRNGKey(7))
+    return record
+
+  return train_lib.Task(
+      init=init, sample=sample, data={'images': jnp.asarray(images)},
+      evaluate=evaluate, update=dim_lib.make_update(model, discriminator, config))
+
+
+def describe(config) -> dict:
+  """Table 1 labels of a run: model, estimator, γ."""
+  if config.num_steps == 0:
+    model = 'random init'
+  else:
+    model = {(True, False): 'DIM(G)', (False, True): 'DIM(L)',
+             (True, True): 'DIM(G+L)'}[(bool(config.alpha), bool(config.beta))]
+  return {'model': model,
+          'estimator': '-' if config.num_steps == 0 else config.estimator,
+          'gamma': config.gamma, 'steps': config.num_steps}
+
+
+def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
+  """Trains (or resumes) one run; returns its table row."""
+  run_dir = os.path.join(workdir, dataset, name)
+  task = make_task(config, *splits)
+  t0 = time.time()
+  train_lib.train(config, task, run_dir)
+  wall = time.time() - t0
+  timing_path = os.path.join(run_dir, 'train_seconds.json')
+  if os.path.exists(timing_path) and wall < 5:   # finished before: keep its time
+    with open(timing_path) as f:
+      wall = json.load(f)['train_seconds']
+  else:
+    with open(timing_path, 'w') as f:
+      json.dump({'train_seconds': wall}, f)
+  last = [r for r in train_lib.read_metrics(run_dir, 'eval') if len(r) > 2][-1]
+  row = {'dataset': dataset, 'run': name, **describe(config),
+         'train_seconds': round(wall, 1)}
+  for field in TABLE_FIELDS:
+    if field not in row:
+      value = last.get(field, '')
+      row[field] = round(value, 4) if isinstance(value, float) else value
+  return row
+
+
+def markdown(rows: list[dict]) -> str:
+  """Table 1 style Markdown: one table per data set, accuracies in %."""
+  lines = []
+  for dataset in dict.fromkeys(r['dataset'] for r in rows):
+    lines += [f'### {dataset}', '',
+              '| model | estimator | γ | steps | conv lin | conv MLP | fc lin | '
+              'fc MLP | Y lin | Y MLP | W1(σ(Y), U) | D acc | I_NCE test | '
+              'train s |',
+              '|' + '---|' * 14]
+    for r in (r for r in rows if r['dataset'] == dataset):
+      acc = [f'{100 * float(r[f"{f}_{p}"]):.2f}' for f in FEATURES for p in PROBES]
+      disc = r['discriminator_accuracy']
+      lines.append(
+          f'| {r["model"]} | {r["estimator"]} | {r["gamma"]} | {r["steps"]} | '
+          + ' | '.join(acc)
+          + f' | {float(r["w1_prior"]):.4f} | '
+          + (f'{float(disc):.3f}' if disc != '' else '-')
+          + f' | {float(r["infonce_test"]):.3f} | {r["train_seconds"]} |')
+    lines.append('')
+  return '\n'.join(lines)
+
+
+def plot(rows: list[dict], path: str) -> str:
+  """Bar chart of linear-probe accuracy on conv features, per data set and run."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  datasets = list(dict.fromkeys(r['dataset'] for r in rows))
+  fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4),
+                           squeeze=False)
+  for ax, dataset in zip(axes[0], datasets):
+    sub = [r for r in rows if r['dataset'] == dataset]
+    x = np.arange(len(sub))
+    for k, (feat, color) in enumerate((('conv', 'C0'), ('fc', 'C1'), ('y', 'C2'))):
+      ax.bar(x + (k - 1) * 0.27, [100 * float(r[f'{feat}_linear']) for r in sub],
+             0.27, color=color, label=f'{feat} (linear)')
+    ax.set_xticks(x, [r['run'] for r in sub], rotation=45, ha='right')
+    lo = min(100 * float(r[f'{f}_linear']) for r in sub for f in FEATURES)
+    ax.set_ylim(max(0, lo - 5), 100)
+    ax.set_ylabel('test accuracy (%)'); ax.set_title(dataset); ax.legend()
+  fig.suptitle('Deep InfoMax: linear probes (Hjelm et al. Table 1 protocol)')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def run_names(config) -> list[str]:
+  """``config.run_names`` (validated), or every run with 'control' first."""
+  names = list(config.get('run_names') or ())
+  for name in names:
+    if name not in config.runs:
+      raise ValueError(f'config.run_names: unknown run {name!r}; valid: '
+                       f'{sorted(config.runs.keys())}')
+  if not names:
+    names = sorted(config.runs.keys(), key=lambda n: (n != 'control', n))
+  return names
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Every (data set, run) of ``config``; writes the tables and the figure."""
+  os.makedirs(workdir, exist_ok=True)
+  rows = []
+  for dataset in config.datasets:
+    splits = (load_split(config, dataset, 'train', config.train_examples),
+              load_split(config, dataset, 'test', config.test_examples))
+    for name in run_names(config):
+      fields = config.runs[name]
+      run_config = override(config, dataset=dataset, **fields.to_dict())
+      print(f'=== {dataset} / {name} ===', flush=True)
+      rows.append(run_one(run_config, dataset, name, workdir, splits))
+      print(f'{dataset}/{name}: {rows[-1]}', flush=True)
+  csvio.write_csv(os.path.join(workdir, 'dim_table.csv'), TABLE_FIELDS, rows)
+  table = markdown(rows)
+  with open(os.path.join(workdir, 'dim_table.md'), 'w') as f:
+    f.write(table)
+  path = plot(rows, os.path.join(workdir, 'dim.png'))
+  print(table, flush=True)
+  print(f'wrote {path}', flush=True)
+  return rows
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
+  run(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  config_flags.DEFINE_config_file(
+      'config', 'experiments/configs/dim.py', 'Experiment config.',
+      lock_config=True)
+  flags.DEFINE_string('workdir', 'runs/dim', 'Output folder.')
+  app.run(main)
