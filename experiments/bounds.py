@@ -2,13 +2,25 @@ r"""Gaussian MI benchmark of Poole et al. (2019, Fig. 2).
 
 x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps, I(X; Y) = -(d/2) log(1 - rho^2)
 stepped through ``config.levels``; one critic is trained through the whole
-staircase per (critic, estimator). Sampling, critic, bound and Adam update are
-one jitted step; each level is one ``lax.scan`` over its steps.
+staircase per (critic, estimator). Every (critic, estimator) pair is one run
+of ``infomax_jax.train.train``: sampling (rho from the step's level), critic,
+bound and Adam update are one jitted step, each level is one chunk (a
+``lax.scan`` over its steps) and ends with a checkpoint. The batch of K pairs
+is sharded over every device (data parallel, no code change; K must be a
+multiple of the device count); the K x K scores, and so every bound, still
+use the whole batch. The per-step estimates and objectives are kept in the
+run's ``aux`` (checkpointed with it), so a resumed run keeps its curve. The
+data stream depends on the seed and the step only: every pair sees the same
+data. A non-finite estimate stops the run with an error naming the step
+(``train.train``'s check).
 
   python -m experiments.bounds --config=experiments/configs/bounds.py \
       --workdir=/tmp/bounds
 
 Writes to ``--workdir``:
+  runs/<critic>_<estimator>/  the ``train.train`` folder of each pair
+                (checkpoints after every level, metrics.jsonl per level): an
+                interrupted pair resumes from its last finished level.
   metrics.csv   one row per step: critic, estimator, step, true_mi, estimate,
                 objective (the value whose gradient trained the critic).
   timings.csv   compile and run seconds per (critic, estimator).
@@ -39,9 +51,11 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
+from experiments import csvio
 from infomax_jax import bounds
 from infomax_jax import critics
 from infomax_jax import registry
+from infomax_jax import train as train_lib
 
 Array = jax.Array
 
@@ -49,6 +63,11 @@ METRIC_FIELDS = ('critic', 'estimator', 'step', 'true_mi', 'estimate',
                  'objective')
 SUMMARY_FIELDS = ('critic', 'estimator', 'true_mi', 'mean', 'std', 'se',
                   'bias_over_se', 'n')
+# Config fields that define a training run (a run folder trained with other
+# values is not resumed).
+RUN_SETTINGS = ('levels', 'steps_per_level', 'batch_size', 'dim', 'hidden',
+                'embed_dim', 'baseline_hidden', 'learning_rate',
+                'mine_momentum', 'seed')
 
 
 # -------------------------------------------------------------- estimators --
@@ -138,12 +157,6 @@ def sample_correlated_gaussian(key: Array, rho: Array, batch_size: int,
 
 # ------------------------------------------------------------------ train --
 
-class TrainState(NamedTuple):
-  params: dict
-  opt_state: optax.OptState
-  mine_state: bounds.MineState
-
-
 def make_critic(name: str, config: ml_collections.ConfigDict):
   kwargs = {'hidden': tuple(config.hidden)}
   if name == 'separable':
@@ -151,81 +164,106 @@ def make_critic(name: str, config: ml_collections.ConfigDict):
   return critics.make_critic(name, **kwargs)
 
 
-def train_combo(critic_name: str, estimator_name: str,
-                config: ml_collections.ConfigDict):
-  """Trains one critic with one estimator through the MI staircase.
+def train_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The ``train.train`` config of one pair: one chunk and checkpoint per level."""
+  n = config.steps_per_level
+  return ml_collections.ConfigDict(dict(
+      seed=config.seed, num_steps=len(config.levels) * n,
+      batch_size=config.batch_size, learning_rate=config.learning_rate,
+      optimizer='adam', log_every=n, eval_every=len(config.levels) * n,
+      checkpoint_every=n, keep_checkpoints=1))
 
-  Args:
-    critic_name: a name of ``infomax_jax.critics.CRITICS``.
-    estimator_name: a name of ``ESTIMATORS``.
-    config: the benchmark config.
 
-  Returns:
-    (estimates, objectives, timing): two float arrays of shape
-    (len(levels) * steps_per_level,) and a dict of seconds.
+def make_task(critic_name: str, estimator_name: str,
+              config: ml_collections.ConfigDict) -> train_lib.Task:
+  """The ``train.Task`` of one (critic, estimator) pair.
+
+  ``aux`` carries MINE's moving average and the (T,) per-step estimate and
+  objective (T = levels x steps_per_level), written at each step's index.
   """
   estimator = registry.lookup(ESTIMATORS, estimator_name, 'estimator')
   critic = make_critic(critic_name, config)
   baseline = critics.MLP((*config.baseline_hidden, 1))
   k, d, n = config.batch_size, config.dim, config.steps_per_level
-  root = jax.random.PRNGKey(config.seed)
-  init_key, data_key = jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+  total = len(config.levels) * n
+  rhos = jnp.asarray([mi_to_rho(mi, d) for mi in config.levels], jnp.float32)
 
-  dummy = jnp.zeros((k, d))
-  params = {
-      'critic': critic.init(jax.random.fold_in(init_key, 0), dummy, dummy)}
-  if estimator.learned_baseline:
-    params['baseline'] = baseline.init(jax.random.fold_in(init_key, 1), dummy)
-  tx = optax.adam(config.learning_rate)
-  state = TrainState(params, tx.init(params), bounds.mine_init())
+  @jax.jit
+  def init(key):
+    critic_key, baseline_key = jax.random.split(key)
+    dummy = jnp.zeros((k, d))
+    params = {'critic': critic.init(critic_key, dummy, dummy)}
+    if estimator.learned_baseline:
+      params['baseline'] = baseline.init(baseline_key, dummy)
+    aux = {'mine': bounds.mine_init(),
+           'estimate': jnp.zeros((total,), jnp.float32),
+           'objective': jnp.zeros((total,), jnp.float32)}
+    return params, aux
 
-  def train_step(state: TrainState, step: Array, rho: Array):
-    # Per-step keys from the global step: every combination sees the same data.
-    x, y = sample_correlated_gaussian(jax.random.fold_in(data_key, step), rho,
-                                      k, d)
+  def sample(rhos, key, step):
+    # The step's level sets rho; the key depends on the seed and step only.
+    x, y = sample_correlated_gaussian(key, rhos[step // n], k, d)
+    return {'x': x, 'y': y}
+
+  def update(state, batch, key, tx):
+    del key
 
     def loss_fn(params):
-      scores = critic.apply(params['critic'], x, y)
+      scores = critic.apply(params['critic'], batch['x'], batch['y'])
       log_baseline = None
       if estimator.learned_baseline:
-        log_baseline = baseline.apply(params['baseline'], y)[:, 0]
-      out = estimator.fn(scores, log_baseline, state.mine_state,
+        log_baseline = baseline.apply(params['baseline'], batch['y'])[:, 0]
+      out = estimator.fn(scores, log_baseline, state.aux['mine'],
                          config.mine_momentum)
       return -out.objective, out
 
     grads, out = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return (TrainState(params, opt_state, out.mine_state),
-            (out.estimate, out.objective))
+    aux = {'mine': out.mine_state,
+           'estimate': state.aux['estimate'].at[state.step].set(out.estimate),
+           'objective': state.aux['objective'].at[state.step].set(
+               out.objective)}
+    return (state.replace(params=optax.apply_updates(state.params, updates),
+                          opt_state=opt_state, aux=aux),
+            {'estimate': out.estimate, 'objective': out.objective})
 
-  def run_level(state: TrainState, rho: Array, first_step: Array):
-    steps = first_step + jnp.arange(n, dtype=jnp.int32)
-    return jax.lax.scan(lambda s, t: train_step(s, t, rho), state, steps)
+  return train_lib.Task(init=init, sample=sample, data=rhos, update=update,
+                        sample_takes_step=True)
 
-  t0 = time.perf_counter()
-  run_level = jax.jit(run_level).lower(
-      state, jnp.float32(0.5), jnp.int32(0)).compile()
-  timing = {'compile_s': time.perf_counter() - t0, 'run_s': 0.0}
 
-  estimates, objectives = [], []
+def train_combo(critic_name: str, estimator_name: str,
+                config: ml_collections.ConfigDict, workdir: str, mesh=None):
+  """Trains one critic with one estimator through the MI staircase.
+
+  One ``train.train`` run in ``workdir`` (resumed if it holds a checkpoint of
+  the same run), on ``mesh`` (default: every device).
+
+  Args:
+    critic_name: a name of ``infomax_jax.critics.CRITICS``.
+    estimator_name: a name of ``ESTIMATORS``.
+    config: the benchmark config.
+    workdir: the run's folder (``train.train``'s workdir).
+    mesh: the ``'data'`` mesh (default ``parallel.make_mesh()``).
+
+  Returns:
+    (estimates, objectives, timing): two float arrays of shape
+    (len(levels) * steps_per_level,) and a dict of seconds (compile_s: time
+    spent compiling; run_s: the rest of the ``train.train`` call).
+  """
+  task = make_task(critic_name, estimator_name, config)
+  c0, t0 = train_lib.compile_seconds(), time.perf_counter()
+  state = train_lib.train(train_config(config), task, workdir, mesh=mesh)
+  aux = jax.device_get(state.aux)
+  compile_s = train_lib.compile_seconds() - c0
+  timing = {'compile_s': compile_s,
+            'run_s': time.perf_counter() - t0 - compile_s}
+  est, obj = np.asarray(aux['estimate']), np.asarray(aux['objective'])
+  n, w = config.steps_per_level, config.summary_window
   for level, mi in enumerate(config.levels):
-    t0 = time.perf_counter()
-    state, (est, obj) = run_level(state, jnp.float32(mi_to_rho(mi, d)),
-                                  jnp.int32(level * n))
-    est, obj = np.asarray(est), np.asarray(obj)   # blocks until done
-    dt = time.perf_counter() - t0
-    timing['run_s'] += dt
-    if not np.all(np.isfinite(est)):
-      logging.warning('%s/%s: non-finite estimates at the %g nat level',
-                      critic_name, estimator_name, mi)
-    logging.info('%-9s %-18s level %2g nats: mean of last %d = %7.3f  '
-                 '(%.0f steps/s)', critic_name, estimator_name, mi,
-                 config.summary_window, np.mean(est[-config.summary_window:]),
-                 n / dt)
-    estimates.append(est)
-    objectives.append(obj)
-  return np.concatenate(estimates), np.concatenate(objectives), timing
+    logging.info('%-9s %-18s level %2g nats: mean of last %d = %7.3f',
+                 critic_name, estimator_name, mi, w,
+                 np.mean(est[(level + 1) * n - w:(level + 1) * n]))
+  return est, obj, timing
 
 
 # ---------------------------------------------------------------- outputs --
@@ -392,12 +430,14 @@ def _ordered(preferred: Sequence[str], present: set) -> list[str]:
 
 # ------------------------------------------------------------------- main --
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+def run(config: ml_collections.ConfigDict, workdir: str,
+        mesh=None) -> list[dict]:
   """Runs the benchmark into ``workdir`` and returns the summary rows.
 
   Every (critic, estimator) pair of the config is trained unless it is already
   complete in ``workdir/metrics.csv``; the summary, table and plot then cover
-  every complete pair in the workdir.
+  every complete pair in the workdir. ``mesh``: the devices to train on
+  (default: all, ``parallel.make_mesh``).
   """
   for name in config.estimators:     # fail fast on a typo, listing valid ones
     registry.lookup(ESTIMATORS, name, 'estimator')
@@ -414,7 +454,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         logging.info('%s/%s: complete in %s, skipped', critic_name, name,
                      metrics_path)
         continue
-      est, obj, timing = train_combo(critic_name, name, config)
+      run_dir = csvio.run_dir(
+          os.path.join(workdir, 'runs', f'{critic_name}_{name}'),
+          {key: config[key] for key in RUN_SETTINGS})
+      est, obj, timing = train_combo(critic_name, name, config, run_dir, mesh)
       _write_csv(metrics_path, METRIC_FIELDS, (
           {'critic': critic_name, 'estimator': name, 'step': t,
            'true_mi': truth[t], 'estimate': f'{est[t]:.6g}',
@@ -466,6 +509,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError('Too many command-line arguments.')
   if not _WORKDIR.value:
     raise app.UsageError('--workdir is required.')
+  csvio.quiet_orbax()
   logging.info('JAX devices: %s', jax.devices())
   run(_CONFIG.value, _WORKDIR.value)
 

@@ -5,7 +5,16 @@ r"""Estimate vs truth: every bound x critic of ``estimate_mi`` on the known-MI s
 
 For each task of ``infomax_jax.distributions`` (``config.tasks``), seed, critic
 and bound, draws ``config.num_samples`` pairs and calls
-``infomax_jax.estimate_mi`` with ``config.estimator``. Writes to --workdir:
+``infomax_jax.estimate_mi`` with ``config.estimator``.
+
+Data parallel with no code change: ``estimate_mi`` shards every training and
+held-out batch over all devices (``parallel.shard_batch`` on its ``'data'``
+mesh). It does not go through ``infomax_jax.train.train``: this experiment
+measures ``estimate_mi`` itself (its public fit: on-device early stopping on
+the held-out estimate, best-parameter selection, no work folder), and one
+estimate is a single jitted program of at most ``steps`` steps (seconds on a
+GPU), so the resume unit is the estimate: each finished one is appended to
+results.jsonl at once and skipped by a rerun. Writes to --workdir:
 
   results.jsonl   one line per estimate (estimate, stderr, steps, seconds, ...);
                   estimates already there are skipped, so a rerun resumes.
@@ -38,16 +47,6 @@ import numpy as np
 from infomax_jax import distributions
 from infomax_jax.estimate import estimate_mi
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config',
-    os.path.join(os.path.dirname(__file__), 'configs', 'estimators.py'),
-    'Experiment config (ml_collections); append :quick for the smoke run.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
-_SUMMARIZE_ONLY = flags.DEFINE_bool(
-    'summarize_only', False,
-    'Only write the tables and plot from the results already in --workdir.')
-
 
 def is_accurate(estimate: float, truth: float) -> bool:
   """The issue's criterion: within 10 % or within 0.1 nats of the truth."""
@@ -74,8 +73,13 @@ def _load(workdir: str) -> dict[tuple, dict]:
   return rows
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[tuple, dict]:
-  """Runs (or resumes) every estimate; returns the rows keyed by _key."""
+def run(config: ml_collections.ConfigDict, workdir: str,
+        mesh=None) -> dict[tuple, dict]:
+  """Runs (or resumes) every estimate; returns the rows keyed by _key.
+
+  ``mesh``: the devices every estimate's batches are split over (default:
+  all, see ``estimate_mi``).
+  """
   os.makedirs(workdir, exist_ok=True)
   i, n = config.shard_index, config.num_shards
   if not 0 <= i < n:
@@ -111,7 +115,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[tuple, dict]:
               data[seed] = (np.asarray(x), np.asarray(y))
             r = estimate_mi(*data[seed], bound=bound, critic=critic, seed=seed,
                             critic_kwargs=critic_kwargs.get(critic),
-                            **est_kwargs)
+                            mesh=mesh, **est_kwargs)
             row = dict(task=task.name, dim_x=task.dim_x, dim_y=task.dim_y,
                        true_mi=task.mutual_information, critic=critic,
                        bound=bound, eval_bound=r.eval_bound, seed=int(seed),
@@ -278,4 +282,15 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Flags are defined here, not at import, so that the experiment modules can
+  # be imported together (tests, tests/multidevice_checks.py).
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config',
+      os.path.join(os.path.dirname(__file__), 'configs', 'estimators.py'),
+      'Experiment config (ml_collections); append :quick for the smoke run.',
+      lock_config=True)
+  _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
+  _SUMMARIZE_ONLY = flags.DEFINE_bool(
+      'summarize_only', False,
+      'Only write the tables and plot from the results already in --workdir.')
   app.run(main)

@@ -7,10 +7,21 @@ cross-validation of an RBF SVM whose C is chosen by an inner CV on the
 training folds only (no test fold is ever used to pick anything). The same
 encoder at initialisation is scored the same way, for reference.
 
+Training goes through ``infomax_jax.train.train`` (``graphs.train_infograph``),
+data parallel over every device with no code change: the graphs of each
+mini-batch are dealt round-robin into one block per device, every block padded
+to fixed node and edge counts (one compilation), built on device from the
+replicated data set and sharded by ``train.train``. Message passing stays
+within a device; batch-norm statistics and the node-vs-graph objective span
+the whole batch, as on one device. ``batch_size`` must be a multiple of the
+device count.
+
   INFOMAX_DATA_DIR=../shared/data python -m experiments.infograph \
       --config=experiments/configs/infograph.py --workdir=/tmp/infograph
 
 Writes to ``--workdir``:
+  runs/seed<seed>/  the ``train.train`` folder of each seed (checkpoints,
+                    metrics.jsonl): an interrupted training resumes there.
   metrics.jsonl     mean training loss per epoch: {seed, epoch, loss}.
   runs.csv          one row per seed: CV accuracy (mean, fold std) of the
                     trained and the untrained encoder, times.
@@ -40,14 +51,6 @@ from sklearn import svm
 from experiments import csvio
 from infomax_jax import graphs
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config',
-    os.path.join(os.path.dirname(__file__), 'configs', 'infograph.py'),
-    'InfoGraph config (ml_collections); append :quick or :tiny for smaller '
-    'runs.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
-
 # Sun et al. 2020, Table 2 (mean +- std of 10-fold accuracy, %).
 PAPER = {'MUTAG': '89.01 ± 1.13'}
 
@@ -59,8 +62,6 @@ RESULT_FIELDS = ('dataset', 'seeds', 'folds', 'acc_mean', 'acc_std',
                  'mean_fold_std', 'untrained_mean', 'untrained_std',
                  'train_s_per_seed', 'train_cpu_s_per_seed', 'total_s',
                  'paper')
-
-
 
 
 def svm_cross_validation(embeddings: np.ndarray, labels: np.ndarray, *,
@@ -92,7 +93,8 @@ def svm_cross_validation(embeddings: np.ndarray, labels: np.ndarray, *,
 
 
 def run_one(dataset: graphs.TUDataset, seed: int,
-            config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+            config: ml_collections.ConfigDict, workdir: str,
+            mesh=None) -> dict[str, Any]:
   """Trains and evaluates InfoGraph with one seed; returns its runs.csv row."""
   arch = dict(hidden=config.hidden, num_layers=config.num_layers)
   cv = dict(folds=config.folds, inner_folds=config.inner_folds,
@@ -114,13 +116,15 @@ def run_one(dataset: graphs.TUDataset, seed: int,
                  '%.2f %%', seed, config.folds, 100 * untrained.mean(),
                  100 * untrained.std())
 
-  def log(epoch, loss):
-    logging.info('seed %d: epoch %3d  loss %.4f', seed, epoch, loss)
-
+  train_settings = dict(batch_size=config.batch_size, epochs=config.epochs,
+                        learning_rate=config.learning_rate, seed=seed,
+                        bound=config.bound, **arch)
+  run_dir = csvio.run_dir(os.path.join(workdir, 'runs', f'seed{seed}'),
+                          dict(dataset=dataset.name, **train_settings))
+  print(f'seed {seed}: training in {run_dir}', flush=True)
   result = graphs.train_infograph(
-      dataset, batch_size=config.batch_size, epochs=config.epochs,
-      learning_rate=config.learning_rate, seed=seed, bound=config.bound,
-      log=log, **arch)
+      dataset, workdir=run_dir, mesh=mesh,
+      checkpoint_every_epochs=config.checkpoint_every_epochs, **train_settings)
   with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
     for epoch, loss in enumerate(result.losses):
       f.write(json.dumps({'seed': seed, 'epoch': epoch, 'loss': loss}) + '\n')
@@ -185,9 +189,9 @@ def results_markdown(summary: dict[str, Any],
       f'chosen by inner {config.inner_folds}-fold CV on the training folds. '
       f'Mean ± std over {s["seeds"]} seeds (each with its own training and '
       f'fold split); "fold std" is the mean within-seed std over folds. Times '
-      f'on {jax.devices()[0].platform.upper()}: wall s of training incl. '
-      f'compile, CPU s of the training epochs (all threads), total wall s '
-      f'incl. evaluation.',
+      f'on {jax.devices()[0].platform.upper()} ({jax.device_count()} '
+      f'device(s)): wall s of training incl. compile, CPU s of the training '
+      f'call (all threads, compile included), total wall s incl. evaluation.',
       '',
       '| data set | InfoGraph | fold std | untrained encoder | seeds | '
       'wall s / seed | CPU s / seed | total wall s | paper |',
@@ -238,8 +242,12 @@ def _drop_unfinished(workdir: str, done: set[int]) -> None:
         f.writelines(kept)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Runs every seed not yet in ``workdir/runs.csv``; returns the summary."""
+def run(config: ml_collections.ConfigDict, workdir: str,
+        mesh=None) -> dict[str, Any]:
+  """Runs every seed not yet in ``workdir/runs.csv``; returns the summary.
+
+  ``mesh``: the devices to train on (default: all, ``parallel.make_mesh``).
+  """
   os.makedirs(workdir, exist_ok=True)
   runs_path = os.path.join(workdir, 'runs.csv')
   done = {int(r['seed']) for r in csvio.read_csv(runs_path)}
@@ -255,7 +263,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       logging.info('seed %d: already in %s, skipped', seed, runs_path)
       continue
     csvio.append_csv(runs_path, RUN_FIELDS,
-                [run_one(dataset, seed, config, workdir)])
+                     [run_one(dataset, seed, config, workdir, mesh)])
   logging.info('all seeds done in %.1f s', time.perf_counter() - start)
   summary = summarize(workdir, config)
   csvio.write_csv(os.path.join(workdir, 'results.csv'), RESULT_FIELDS, [summary])
@@ -272,9 +280,19 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError('Too many command-line arguments.')
   if not _WORKDIR.value:
     raise app.UsageError('--workdir is required.')
+  csvio.quiet_orbax()
   logging.info('JAX devices: %s', jax.devices())
   run(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == '__main__':
+  # Flags are defined here, not at import, so that the experiment modules can
+  # be imported together (tests, tests/multidevice_checks.py).
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config',
+      os.path.join(os.path.dirname(__file__), 'configs', 'infograph.py'),
+      'InfoGraph config (ml_collections); append :quick or :tiny for smaller '
+      'runs.',
+      lock_config=True)
+  _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory.')
   app.run(main)

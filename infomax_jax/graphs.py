@@ -19,6 +19,13 @@
   exactly to ``bounds.jsd`` / ``infonce`` / ``dv`` / ``nwj`` when the mask is
   the identity. ``dgi_objective`` (node vs summary, real vs row-shuffled
   features) and ``infograph_objective`` (node vs graph across a batch) use it.
+* **Training.** ``train_dgi`` and ``train_infograph`` run ``dgi_task`` and
+  ``infograph_task`` through ``infomax_jax.train.train`` (checkpoints, exact
+  resume), data parallel over every device: DGI's batch is the node set
+  (node rows of X and Â in one ``row_blocks`` block per device, the graph
+  replicated), InfoGraph's the graphs of a mini-batch (one padded block of
+  graphs per device, built on device by ``device_graph_batch``). Both give
+  the single-device objective; see the two task builders.
 
 References:
   Velickovic et al., "Deep Graph Infomax", ICLR 2019.
@@ -29,10 +36,12 @@ References:
 """
 
 import collections
+import contextlib
 import dataclasses
 import io
 import os
 import pickle
+import tempfile
 import time
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -40,12 +49,15 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
 from infomax_jax import bounds
 from infomax_jax import data as data_lib
+from infomax_jax import parallel
 from infomax_jax import registry
+from infomax_jax import train as train_lib
 
 Array = jax.Array
 PyTree = Any
@@ -229,28 +241,52 @@ class SparseMatrix:
   ``A[rows[k], cols[k]] += values[k]``. Entries with value 0 are allowed (they
   are how padded batches add edges that do nothing).
 
+  Row-blocked layout (for data-parallel training, see ``row_blocks``): when
+  ``rows``, ``cols`` and ``values`` are 2-D, (B, nnz_b), block b holds the
+  entries of rows [b M/B, (b+1) M/B), its ``rows`` counted from the block's
+  first row, so that splitting the leading axis over devices gives each device
+  the rows it owns and a product ``A @ x`` is computed block by block, locally.
+  ``cols`` are global column indices, or with ``block_diagonal`` (a
+  block-diagonal matrix, e.g. a batch of disjoint graphs) indices into the
+  block's own columns [b N/B, (b+1) N/B).
+
   Attributes:
-    rows: (nnz,) int32 row indices.
-    cols: (nnz,) int32 column indices.
-    values: (nnz,) float values.
-    shape: (M, N), static.
-    rows_sorted: whether ``rows`` is non-decreasing (a faster segment sum).
+    rows: (nnz,) or (B, nnz_b) int32 row indices.
+    cols: (nnz,) or (B, nnz_b) int32 column indices.
+    values: (nnz,) or (B, nnz_b) float values.
+    shape: (M, N), static; the whole matrix's shape in either layout.
+    rows_sorted: whether ``rows`` is non-decreasing (within each block; a
+      faster segment sum).
+    block_diagonal: (row-blocked layout only) column indices are local to the
+      block.
   """
   rows: Array
   cols: Array
   values: Array
   shape: tuple[int, int] = flax.struct.field(pytree_node=False)
   rows_sorted: bool = flax.struct.field(pytree_node=False, default=False)
+  block_diagonal: bool = flax.struct.field(pytree_node=False, default=False)
 
   @property
   def nnz(self) -> int:
-    return int(self.rows.shape[0])
+    return int(np.prod(self.rows.shape))
+
+  @property
+  def num_blocks(self) -> int:
+    """B of the row-blocked layout; 0 for the plain layout."""
+    return int(self.rows.shape[0]) if len(self.rows.shape) == 2 else 0
 
   def to_dense(self) -> np.ndarray:
     """The dense (M, N) numpy array (for tests and small graphs)."""
-    out = np.zeros(self.shape, np.asarray(self.values).dtype)
-    np.add.at(out, (np.asarray(self.rows), np.asarray(self.cols)),
-              np.asarray(self.values))
+    rows, cols = np.asarray(self.rows), np.asarray(self.cols)
+    values = np.asarray(self.values)
+    if rows.ndim == 2:
+      b = rows.shape[0]
+      rows = rows + (np.arange(b) * (self.shape[0] // b))[:, None]
+      if self.block_diagonal:
+        cols = cols + (np.arange(b) * (self.shape[1] // b))[:, None]
+    out = np.zeros(self.shape, values.dtype)
+    np.add.at(out, (rows.ravel(), cols.ravel()), values.ravel())
     return out
 
 
@@ -289,6 +325,10 @@ def sparse_from_coo(rows: Any, cols: Any, values: Any,
 def spmm(a: SparseMatrix, x: Array) -> Array:
   """A @ x for a sparse (M, N) ``a`` and a dense (N, ...) ``x``, by segment sum.
 
+  A row-blocked ``a`` is applied block by block (``jax.vmap`` over the blocks:
+  with the blocks sharded over devices, each device sums its own rows); the
+  result has the same (M, ...) layout either way.
+
   Args:
     a: the sparse matrix.
     x: dense array whose leading axis has length N.
@@ -301,9 +341,78 @@ def spmm(a: SparseMatrix, x: Array) -> Array:
   if x.shape[0] != a.shape[1]:
     raise ValueError(f'spmm: x must have {a.shape[1]} rows to multiply a '
                      f'matrix of shape {a.shape}, got x of shape {x.shape}')
-  vals = a.values.reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
-  return jax.ops.segment_sum(vals * x[a.cols], a.rows, num_segments=a.shape[0],
-                             indices_are_sorted=a.rows_sorted)
+  rest = (1,) * (x.ndim - 1)
+
+  def block(rows, cols, values, src, num_rows):
+    vals = values.reshape(values.shape + rest).astype(x.dtype)
+    return jax.ops.segment_sum(vals * src[cols], rows, num_segments=num_rows,
+                               indices_are_sorted=a.rows_sorted)
+
+  b = a.num_blocks
+  if not b:
+    return block(a.rows, a.cols, a.values, x, a.shape[0])
+  if b == 1:      # one block is the plain matrix (the same program as one)
+    return block(a.rows[0], a.cols[0], a.values[0], x, a.shape[0])
+  m = a.shape[0] // b
+  if a.block_diagonal:
+    src = x.reshape(b, a.shape[1] // b, *x.shape[1:])
+    out = jax.vmap(lambda r, c, v, s: block(r, c, v, s, m))(
+        a.rows, a.cols, a.values, src)
+  else:
+    out = jax.vmap(lambda r, c, v: block(r, c, v, x, m))(
+        a.rows, a.cols, a.values)
+  return out.reshape(a.shape[0], *x.shape[1:])
+
+
+def row_blocks(a: SparseMatrix, num_blocks: int, *,
+               num_rows: Optional[int] = None,
+               num_cols: Optional[int] = None) -> SparseMatrix:
+  """The row-blocked layout of a plain ``SparseMatrix`` (see its docstring).
+
+  The rows are padded to ``num_rows`` (default: M rounded up to a multiple of
+  ``num_blocks``; the padding rows are empty) and cut into ``num_blocks``
+  equal blocks; every block's entries are padded to the largest block's count
+  with zeros (value 0 on the block's last row, which keeps rows sorted).
+
+  Args:
+    a: a plain (M, N) matrix (numpy leaves).
+    num_blocks: B, e.g. the number of devices.
+    num_rows: the padded row count, a multiple of B that is >= M.
+    num_cols: the column count of the result (>= N; e.g. the padded node
+      count of a square adjacency matrix).
+
+  Returns:
+    The (num_rows, num_cols) matrix in the row-blocked layout (numpy leaves).
+  """
+  if a.num_blocks:
+    raise ValueError('row_blocks: a is already row-blocked')
+  if num_blocks < 1:
+    raise ValueError(f'num_blocks must be >= 1, got {num_blocks}')
+  m, n = a.shape
+  num_rows = -(-m // num_blocks) * num_blocks if num_rows is None else num_rows
+  num_cols = n if num_cols is None else num_cols
+  if num_rows < m or num_rows % num_blocks or num_cols < n:
+    raise ValueError(f'row_blocks: need num_rows >= {m} divisible by '
+                     f'{num_blocks} and num_cols >= {n}, got {num_rows} and '
+                     f'{num_cols}')
+  per = num_rows // num_blocks
+  rows, cols = np.asarray(a.rows, np.int64), np.asarray(a.cols, np.int32)
+  values = np.asarray(a.values)
+  block = rows // per
+  order = np.argsort(block, kind='stable')     # keeps each block's row order
+  counts = np.bincount(block, minlength=num_blocks)
+  width = max(int(counts.max(initial=0)), 1)
+  out_rows = np.full((num_blocks, width), per - 1, np.int32)
+  out_cols = np.zeros((num_blocks, width), np.int32)
+  out_values = np.zeros((num_blocks, width), values.dtype)
+  starts = np.concatenate([[0], np.cumsum(counts)])
+  for b in range(num_blocks):
+    idx = order[starts[b]:starts[b + 1]]
+    out_rows[b, :idx.size] = rows[idx] - b * per
+    out_cols[b, :idx.size] = cols[idx]
+    out_values[b, :idx.size] = values[idx]
+  return SparseMatrix(out_rows, out_cols, out_values, (num_rows, num_cols),
+                      rows_sorted=a.rows_sorted)
 
 
 Features = Union[Array, SparseMatrix]
@@ -322,6 +431,9 @@ def permute_rows(x: Features, permutation: Array) -> Features:
   """
   if not isinstance(x, SparseMatrix):
     return x[permutation]
+  if x.num_blocks:
+    raise ValueError('permute_rows: x is row-blocked; permute the rows of '
+                     'X W instead (as GCNLayer does)')
   inverse = jnp.zeros_like(permutation).at[permutation].set(
       jnp.arange(permutation.shape[0], dtype=permutation.dtype))
   return x.replace(rows=inverse[x.rows], rows_sorted=False)
@@ -619,6 +731,11 @@ def load_tu_dataset(name: str = 'MUTAG',
 class GraphBatch:
   """Graphs packed into one padded, segment-indexed batch.
 
+  Built on the host by ``batch_graphs``, or on device by ``device_graph_batch``
+  as B blocks of graphs (one per device): then the node rows are B blocks of
+  equal size, graph slots likewise, and ``adjacency`` is block-diagonal in the
+  row-blocked layout of ``SparseMatrix``; the model code is the same.
+
   Attributes:
     x: (n_pad, F) node features (zero on padding nodes).
     adjacency: (n_pad, n_pad) sparse adjacency, rows = receivers, with value 0
@@ -699,6 +816,85 @@ def batch_graphs(dataset: TUDataset, graph_ids: Sequence[int], *,
       node_graph=node_graph,
       node_mask=np.arange(num_nodes) < n,
       graph_mask=np.arange(num_graphs) < graph_ids.size)
+
+
+def tu_arrays(dataset: TUDataset) -> dict[str, np.ndarray]:
+  """The arrays ``device_graph_batch`` reads (features, edges, offsets)."""
+  return {'node_features': dataset.node_features,
+          'edges': dataset.edges.astype(np.int32),
+          'node_offsets': dataset.node_offsets.astype(np.int32),
+          'edge_offsets': dataset.edge_offsets.astype(np.int32)}
+
+
+def device_graph_batch(arrays: dict[str, Array], graph_ids: Array, *,
+                       num_nodes: int, num_edges: int) -> GraphBatch:
+  """A ``GraphBatch`` of B blocks of graphs, built on device (jittable).
+
+  Block b packs the graphs ``graph_ids[b]`` (-1: an empty slot) into
+  ``num_nodes`` node rows and ``num_edges`` edges, as ``batch_graphs`` does
+  for one batch; the blocks are concatenated, so node rows, graph slots (slot
+  s of block b is graph b g + s) and the block-diagonal adjacency split
+  evenly over B devices, and every graph's nodes and edges stay in its block
+  (message passing is local to a device; batch statistics, pooled graph
+  vectors and the node-vs-graph scores span the whole batch).
+
+  Args:
+    arrays: ``tu_arrays(dataset)`` (device arrays).
+    graph_ids: (B, g) int graph ids, -1 for empty slots.
+    num_nodes: node rows per block (>= the nodes of any g graphs, see
+      ``padded_sizes(dataset, g)``).
+    num_edges: edges per block, likewise.
+
+  Returns:
+    The batch: x (B num_nodes, F), node_graph, node_mask (B num_nodes,),
+    graph_mask (B g,), adjacency of shape (B num_nodes,) * 2 with (B,
+    num_edges) index arrays.
+  """
+  graph_ids = jnp.asarray(graph_ids, jnp.int32)
+  b, g = graph_ids.shape
+  node_off, edge_off = arrays['node_offsets'], arrays['edge_offsets']
+
+  def one_block(ids):
+    valid = ids >= 0
+    safe = jnp.where(valid, ids, 0)
+    n_start, e_start = node_off[safe], edge_off[safe]
+    n_end = jnp.cumsum(jnp.where(valid, node_off[safe + 1] - n_start, 0))
+    e_end = jnp.cumsum(jnp.where(valid, edge_off[safe + 1] - e_start, 0))
+    n_begin = jnp.concatenate([jnp.zeros(1, n_end.dtype), n_end[:-1]])
+    e_begin = jnp.concatenate([jnp.zeros(1, e_end.dtype), e_end[:-1]])
+    # Node row k: slot = first slot whose nodes end after k.
+    k = jnp.arange(num_nodes)
+    real = k < n_end[-1]
+    slot = jnp.minimum(jnp.searchsorted(n_end, k, side='right'), g - 1)
+    src = jnp.where(real, n_start[slot] + k - n_begin[slot], 0)
+    x = jnp.where(real[:, None], arrays['node_features'][src], 0.0)
+    # Edges likewise; endpoints move from dataset ids to the block's rows.
+    e = jnp.arange(num_edges)
+    e_real = e < e_end[-1]
+    e_slot = jnp.minimum(jnp.searchsorted(e_end, e, side='right'), g - 1)
+    edge = arrays['edges'][jnp.where(e_real, e_start[e_slot] + e - e_begin[e_slot], 0)]
+    shift = n_begin[e_slot] - n_start[e_slot]
+    # Padding edges: value 0 on the last row. Sorted by (receiver, sender)
+    # as batch_graphs' matrices: the same sums in the same order, and a
+    # segment sum over sorted rows.
+    senders = jnp.where(e_real, edge[:, 0] + shift, 0)
+    receivers = jnp.where(e_real, edge[:, 1] + shift, num_nodes - 1)
+    order = jnp.lexsort((senders, receivers))
+    return (x, jnp.where(real, slot, g - 1), real, receivers[order],
+            senders[order], e_real[order].astype(jnp.float32), valid)
+
+  x, slot, real, receivers, senders, values, valid = jax.vmap(one_block)(
+      graph_ids)
+  first_slot = (jnp.arange(b, dtype=jnp.int32) * g)[:, None]
+  n = b * num_nodes
+  return GraphBatch(
+      x=x.reshape(n, x.shape[-1]),
+      adjacency=SparseMatrix(receivers.astype(jnp.int32),
+                             senders.astype(jnp.int32), values, (n, n),
+                             rows_sorted=True, block_diagonal=True),
+      node_graph=(slot + first_slot).reshape(n).astype(jnp.int32),
+      node_mask=real.reshape(n),
+      graph_mask=valid.reshape(b * g))
 
 
 # ----------------------------------------------------------------- layers --
@@ -969,19 +1165,24 @@ class DGI(nn.Module):
     self.discriminator = BilinearDiscriminator()
 
   def __call__(self, x: Features, adjacency: SparseMatrix,
-               permutation: Array) -> tuple[Array, Array]:
+               permutation: Array,
+               node_mask: Optional[Array] = None) -> tuple[Array, Array]:
     """Discriminator scores of real and corrupted nodes against the summary.
 
     Args:
-      x: (N, F) features, dense or sparse.
-      adjacency: (N, N) normalised adjacency.
+      x: (N, F) features, dense or sparse (plain or row-blocked).
+      adjacency: (N, N) normalised adjacency (plain or row-blocked).
       permutation: (N,) row shuffle that corrupts the features.
+      node_mask: optional (N,) bool, False on padding nodes (row-blocked
+        graphs are padded to a multiple of the block count); the summary
+        averages the real nodes only.
 
     Returns:
       (positive (N,), negative (N,)) scores.
     """
     h, h_corrupt = self.encoder(x, adjacency, row_permutation=permutation)
-    s = dgi_summary(h)
+    s = (dgi_summary(h) if node_mask is None
+         else jax.nn.sigmoid(mean_readout(h, node_mask)))
     return self.discriminator(h, s), self.discriminator(h_corrupt, s)
 
   def embed(self, x: Features, adjacency: SparseMatrix) -> Array:
@@ -990,7 +1191,7 @@ class DGI(nn.Module):
 
 
 def dgi_objective(positive: Array, negative: Array,
-                  bound: str = 'jsd') -> Array:
+                  bound: str = 'jsd', mask: Optional[Array] = None) -> Array:
   """DGI's objective: real (joint) vs corrupted (marginal) nodes against s.
 
   The scores form one row (the summary) against 2N columns, the N real nodes
@@ -1002,6 +1203,8 @@ def dgi_objective(positive: Array, negative: Array,
     positive: (N,) scores D(h_i, s).
     negative: (M,) scores D(h~_j, s).
     bound: a name of ``MASKED_BOUNDS``.
+    mask: optional (N,) bool (then M = N): only the nodes where it is True
+      enter, as a positive and as a negative (padding nodes are False).
 
   Returns:
     Scalar estimate (loss = its negative).
@@ -1010,8 +1213,16 @@ def dgi_objective(positive: Array, negative: Array,
     raise ValueError(f'dgi_objective: positive and negative must be 1-D, got '
                      f'{positive.shape} and {negative.shape}')
   scores = jnp.concatenate([positive, negative])[None, :]
-  mask = (jnp.arange(scores.shape[1]) < positive.shape[0])[None, :]
-  return masked_bound(scores, mask, ~mask, bound=bound)
+  if mask is None:
+    pos = (jnp.arange(scores.shape[1]) < positive.shape[0])[None, :]
+    return masked_bound(scores, pos, ~pos, bound=bound)
+  if mask.shape != positive.shape or negative.shape != positive.shape:
+    raise ValueError(f'dgi_objective: with a mask, positive, negative and mask '
+                     f'must have one shape (N,), got {positive.shape}, '
+                     f'{negative.shape} and {mask.shape}')
+  none = jnp.zeros_like(mask)
+  return masked_bound(scores, jnp.concatenate([mask, none])[None, :],
+                      jnp.concatenate([none, mask])[None, :], bound=bound)
 
 
 @dataclasses.dataclass
@@ -1022,10 +1233,12 @@ class DGIResult:
     params: parameters of the epoch with the lowest training loss.
     best_epoch: that epoch (0-based).
     losses: training loss of every epoch run.
-    train_seconds: wall time of the epochs (after compilation).
-    compile_seconds: time to compile the step.
-    train_cpu_seconds: CPU time of this process during the epochs (all
-      threads; unlike wall time, insensitive to other load on the machine).
+    train_seconds: wall time of the ``train.train`` call minus compilation
+      (the epochs, checkpoints and progress lines).
+    compile_seconds: time spent compiling during the call.
+    train_cpu_seconds: CPU time of this process during the call (all
+      threads, compilation included; unlike wall time, insensitive to other
+      load on the machine).
   """
   params: PyTree
   best_epoch: int
@@ -1035,75 +1248,191 @@ class DGIResult:
   train_cpu_seconds: float
 
 
+def dgi_task(data: Planetoid, *, hidden: int = 512, patience: int = 20,
+             max_epochs: int = 10000, bound: str = 'jsd',
+             num_blocks: int = 1) -> train_lib.Task:
+  """DGI as a ``train.Task``: one full-graph step per epoch, early stopping.
+
+  Data parallelism on one graph: the "batch" of every step is the graph's
+  node set. The nodes are padded to a multiple of ``num_blocks`` (the device
+  count) and the rows of the features X and of Â are cut into ``num_blocks``
+  row blocks (``row_blocks``); ``train.train`` shards the blocks, the node
+  mask and the corruption permutation over the devices, so each device
+  computes X W, the real and the corrupted GCN outputs and the discriminator
+  scores of its own nodes. X W is all-gathered for the neighbour sums (Â's
+  columns span the whole graph), and the summary and the objective are
+  reductions over all (real) nodes; parameters are replicated. The graph
+  itself is replicated in device memory (``Task.data``): this divides the
+  compute, not the graph's memory. With ``num_blocks=1`` it is the plain
+  full-batch computation.
+
+  Early stopping as the reference implementation, inside the jitted step
+  (``aux``): the loss of epoch e is computed with the parameters before the
+  update; the lowest loss, its epoch and its parameters are kept; training
+  stops once ``patience`` epochs passed without improvement (``Task.stop``
+  ends the loop after that chunk; the chunk's remaining steps leave the state
+  unchanged and report the last loss).
+
+  Args:
+    data: the graph.
+    hidden: embedding width.
+    patience: epochs without improvement before stopping.
+    max_epochs: hard limit (the length of the per-epoch loss buffer).
+    bound: objective, a name of ``MASKED_BOUNDS``.
+    num_blocks: row blocks of the graph (the number of devices).
+
+  Returns:
+    The task; ``aux`` holds best_params, best_loss, best_epoch, epochs (run),
+    stopped, and losses (max_epochs,) per epoch.
+  """
+  registry.lookup(MASKED_BOUNDS, bound, 'masked bound')
+  model = DGI(hidden)
+  n = data.num_nodes
+  n_pad = -(-n // num_blocks) * num_blocks
+  adjacency = data.adjacency()
+  graph = {
+      'x': row_blocks(data.features, num_blocks, num_rows=n_pad),
+      'adjacency': row_blocks(adjacency, num_blocks, num_rows=n_pad,
+                              num_cols=n_pad),
+      'node_mask': np.arange(n_pad) < n,
+  }
+
+  def init(key):
+    params = jax.jit(model.init)(key, data.features, adjacency, jnp.arange(n))
+    aux = {
+        # A copy: the state is donated, and one buffer may not appear twice.
+        'best_params': jax.tree.map(jnp.copy, params),
+        'best_loss': jnp.full((), jnp.inf, jnp.float32),
+        'best_epoch': jnp.zeros((), jnp.int32),
+        'epochs': jnp.zeros((), jnp.int32),
+        'stopped': jnp.zeros((), bool),
+        'losses': jnp.zeros((max_epochs,), jnp.float32),
+    }
+    return params, aux
+
+  def sample(graph, key):
+    # The corruption: a fresh row shuffle of the real nodes per epoch.
+    perm = jnp.concatenate([jax.random.permutation(key, n),
+                            jnp.arange(n, n_pad)]).astype(jnp.int32)
+    return {**graph, 'permutation': perm}
+
+  def loss_fn(params, batch):
+    # Without padding nodes (N divisible by the block count, e.g. one
+    # device), the plain full-graph program.
+    mask = batch['node_mask'] if n_pad != n else None
+    pos, neg = model.apply(params, batch['x'], batch['adjacency'],
+                           batch['permutation'], mask)
+    return -dgi_objective(pos, neg, bound, mask=mask)
+
+  def update(state, batch, key, tx):
+    del key
+    aux, epoch = state.aux, state.step
+
+    def step(_):
+      loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      better = loss < aux['best_loss']
+      best_epoch = jnp.where(better, epoch, aux['best_epoch'])
+      new_aux = {
+          'best_params': jax.tree.map(lambda new, old: jnp.where(better, new, old),
+                                      state.params, aux['best_params']),
+          'best_loss': jnp.where(better, loss, aux['best_loss']),
+          'best_epoch': best_epoch,
+          'epochs': epoch + 1,
+          'stopped': epoch - best_epoch >= patience,
+          'losses': aux['losses'].at[epoch].set(loss),
+      }
+      return state.replace(params=optax.apply_updates(state.params, updates),
+                           opt_state=opt_state, aux=new_aux), loss
+
+    def frozen(_):
+      return state, aux['losses'][aux['epochs'] - 1]
+
+    state, loss = jax.lax.cond(aux['stopped'], frozen, step, None)
+    return state, {'loss': loss, 'best_loss': state.aux['best_loss']}
+
+  return train_lib.Task(init=init, sample=sample, data=graph, update=update,
+                        stop=lambda state: bool(state.aux['stopped']))
+
+
+def dgi_config(data: Planetoid, *, seed: int, learning_rate: float,
+               max_epochs: int, num_blocks: int, log_every: int = 10,
+               checkpoint_every: int = 100) -> ml_collections.ConfigDict:
+  """The ``train.train`` config of ``dgi_task``: one step per epoch.
+
+  ``batch_size`` is the padded node count (the node set is the batch);
+  ``checkpoint_every`` is rounded up to a multiple of ``log_every``.
+  """
+  n_pad = -(-data.num_nodes // num_blocks) * num_blocks
+  return ml_collections.ConfigDict(dict(
+      seed=seed, num_steps=max_epochs, batch_size=n_pad,
+      learning_rate=learning_rate, optimizer='adam', log_every=log_every,
+      eval_every=max_epochs,
+      checkpoint_every=-(-checkpoint_every // log_every) * log_every,
+      keep_checkpoints=1))
+
+
+def _timed_train(config, task, workdir, mesh, verbose):
+  """``train.train`` in ``workdir`` (a temporary folder if None), timed."""
+  c0, t0, p0 = (train_lib.compile_seconds(), time.perf_counter(),
+                time.process_time())
+  with contextlib.ExitStack() as stack:
+    if workdir is None:
+      workdir = stack.enter_context(tempfile.TemporaryDirectory())
+    state = train_lib.train(config, task, workdir, mesh=mesh, verbose=verbose)
+    records = train_lib.read_metrics(workdir, 'train')
+  compile_s = train_lib.compile_seconds() - c0
+  times = (time.perf_counter() - t0 - compile_s, compile_s,
+           time.process_time() - p0)
+  return state, records, times
+
+
 def train_dgi(data: Planetoid, *, hidden: int = 512,
               learning_rate: float = 1e-3, patience: int = 20,
               max_epochs: int = 10000, seed: int = 0, bound: str = 'jsd',
-              log: Optional[Callable[[int, float, int], None]] = None,
-              log_every: int = 10) -> DGIResult:
+              workdir: Optional[str] = None, mesh=None, log_every: int = 10,
+              checkpoint_every: int = 100, verbose: bool = True) -> DGIResult:
   """Trains DGI full-batch with Adam, early-stopped on the training loss.
 
   As the reference implementation: one step per epoch on the whole graph,
-  a fresh row shuffle per epoch (from ``fold_in(key, epoch)``), and training
-  stops when the loss has not improved for ``patience`` epochs; the
-  parameters of the best epoch are returned.
+  a fresh row shuffle per epoch, and training stops when the loss has not
+  improved for ``patience`` epochs; the parameters of the best epoch are
+  returned. Runs ``dgi_task`` through ``train.train`` on ``mesh`` (default:
+  every device; the graph's nodes are split over them, see ``dgi_task``),
+  checkpointing to ``workdir`` and resuming from it.
 
   Args:
     data: the graph.
     hidden: embedding width.
     learning_rate: Adam step size.
     patience: epochs without improvement before stopping.
-    max_epochs: hard limit.
+    max_epochs: hard limit (a multiple of ``log_every``).
     seed: PRNG seed (init and corruptions).
     bound: objective, a name of ``MASKED_BOUNDS``.
-    log: optional ``(epoch, loss, best_epoch)`` callback, every ``log_every``.
-    log_every: epochs between ``log`` calls.
+    workdir: checkpoints and metrics.jsonl (a rerun resumes); None: a
+      temporary folder, deleted afterwards.
+    mesh: the ``'data'`` mesh (default ``parallel.make_mesh()``).
+    log_every: epochs per jitted chunk (and progress line).
+    checkpoint_every: epochs between checkpoints.
+    verbose: print progress lines.
 
   Returns:
     A ``DGIResult``.
   """
-  registry.lookup(MASKED_BOUNDS, bound, 'masked bound')
-  model = DGI(hidden)
-  x, adjacency = data.features, data.adjacency()
-  n = data.num_nodes
-  key = jax.random.PRNGKey(seed)
-  init_key, corrupt_key = jax.random.split(key)
-  params = jax.jit(model.init)(init_key, x, adjacency, jnp.arange(n))
-  tx = optax.adam(learning_rate)
-  opt_state = tx.init(params)
-
-  def step(params, opt_state, x, adjacency, epoch):
-    perm = jax.random.permutation(jax.random.fold_in(corrupt_key, epoch), n)
-
-    def loss_fn(p):
-      pos, neg = model.apply(p, x, adjacency, perm)
-      return -dgi_objective(pos, neg, bound)
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  t0 = time.perf_counter()
-  step = jax.jit(step).lower(params, opt_state, x, adjacency, 0).compile()
-  compile_seconds = time.perf_counter() - t0
-
-  best, best_epoch, best_params, losses = np.inf, 0, params, []
-  t0, c0 = time.perf_counter(), time.process_time()
-  for epoch in range(max_epochs):
-    new_params, opt_state, loss = step(params, opt_state, x, adjacency, epoch)
-    loss = float(loss)
-    if not np.isfinite(loss):
-      raise FloatingPointError(f'DGI loss became {loss} at epoch {epoch}')
-    losses.append(loss)
-    if loss < best:   # the loss was computed with `params`, before the update
-      best, best_epoch, best_params = loss, epoch, params
-    params = new_params
-    if log is not None and (epoch % log_every == 0):
-      log(epoch, loss, best_epoch)
-    if epoch - best_epoch >= patience:
-      break
-  return DGIResult(best_params, best_epoch, losses,
-                   time.perf_counter() - t0, compile_seconds,
-                   time.process_time() - c0)
+  mesh = mesh or parallel.make_mesh()
+  num_blocks = mesh.shape[parallel.DATA_AXIS]
+  task = dgi_task(data, hidden=hidden, patience=patience,
+                  max_epochs=max_epochs, bound=bound, num_blocks=num_blocks)
+  config = dgi_config(data, seed=seed, learning_rate=learning_rate,
+                      max_epochs=max_epochs, num_blocks=num_blocks,
+                      log_every=log_every, checkpoint_every=checkpoint_every)
+  state, _, (train_s, compile_s, cpu_s) = _timed_train(
+      config, task, workdir, mesh, verbose)
+  aux = jax.device_get(state.aux)
+  epochs = int(aux['epochs'])
+  return DGIResult(aux['best_params'], int(aux['best_epoch']),
+                   [float(v) for v in aux['losses'][:epochs]], train_s,
+                   compile_s, cpu_s)
 
 
 def dgi_embeddings(params: PyTree, data: Planetoid, hidden: int) -> np.ndarray:
@@ -1269,10 +1598,11 @@ class InfoGraphResult:
   Attributes:
     variables: final {'params', 'batch_stats'}.
     losses: mean training loss of every epoch.
-    train_seconds: wall time of the epochs (after compilation).
-    compile_seconds: time to compile the step.
-    train_cpu_seconds: CPU time of this process during the epochs (all
-      threads; unlike wall time, insensitive to other load on the machine).
+    train_seconds: wall time of the ``train.train`` call minus compilation.
+    compile_seconds: time spent compiling during the call.
+    train_cpu_seconds: CPU time of this process during the call (all
+      threads, compilation included; unlike wall time, insensitive to other
+      load on the machine).
   """
   variables: PyTree
   losses: list[float]
@@ -1283,94 +1613,159 @@ class InfoGraphResult:
 
 def infograph_init(dataset: TUDataset, *, hidden: int, num_layers: int,
                    batch_size: int, seed: int) -> PyTree:
-  """Initial InfoGraph variables for batches of ``batch_size`` graphs."""
+  """The initial variables of ``train_infograph(dataset, seed=seed, ...)``.
+
+  (``train.train`` initialises with the first half of
+  ``split(PRNGKey(seed))``; the shapes do not depend on the batch.)
+  """
+  key = jax.random.split(jax.random.PRNGKey(seed))[0]
+  return _infograph_init(InfoGraph(hidden, num_layers), dataset, batch_size,
+                         key)
+
+
+def _infograph_init(model: 'InfoGraph', dataset: TUDataset, batch_size: int,
+                    key: Array) -> PyTree:
   n_pad, e_pad = padded_sizes(dataset, batch_size)
   batch = batch_graphs(dataset, np.arange(min(batch_size, dataset.num_graphs)),
                        num_nodes=n_pad, num_edges=e_pad, num_graphs=batch_size)
-  model = InfoGraph(hidden, num_layers)
-  return jax.jit(lambda key, b: model.init(key, b, train=False))(
-      jax.random.PRNGKey(seed), batch)
+  return jax.jit(lambda key, b: model.init(key, b, train=False))(key, batch)
 
 
-def train_infograph(dataset: TUDataset, *, hidden: int = 32,
-                    num_layers: int = 4, batch_size: int = 128,
-                    epochs: int = 20, learning_rate: float = 0.01,
-                    seed: int = 0,
-                    bound: str = 'jsd',
-                    log: Optional[Callable[[int, float], None]] = None
-                    ) -> InfoGraphResult:
-  """Trains InfoGraph with Adam on shuffled mini-batches of graphs.
+def infograph_steps_per_epoch(num_graphs: int, batch_size: int) -> int:
+  """Batches per epoch: the full ones, and the last one unless it has < 2
+  graphs (negatives come from the other graphs of a batch)."""
+  return num_graphs // batch_size + (num_graphs % batch_size >= 2)
 
-  Every batch is padded to the same sizes (one compiled step); the last,
-  smaller batch of an epoch is kept, as PyTorch's DataLoader does.
+
+def infograph_task(dataset: TUDataset, *, hidden: int = 32,
+                   num_layers: int = 4, batch_size: int = 128,
+                   bound: str = 'jsd', seed: int = 0,
+                   num_blocks: int = 1) -> train_lib.Task:
+  """InfoGraph as a ``train.Task``: one step per mini-batch of graphs.
+
+  Epochs as PyTorch's shuffling DataLoader: a fresh permutation of the graphs
+  per epoch (from ``seed``), cut into batches of ``batch_size``; the last,
+  smaller batch is kept (dropped if it has a single graph). Data parallelism:
+  the ``batch_size`` graph slots of a step are dealt round-robin into
+  ``num_blocks`` blocks (the device count) and every block is padded to the
+  node and edge counts of its ``batch_size / num_blocks`` largest possible
+  graphs, so shapes are fixed (one compilation) and ``train.train`` shards the
+  blocks over the devices (``device_graph_batch``). The objective is the
+  node-vs-graph bound of the whole batch, as on one device.
 
   Args:
     dataset: the graphs (labels unused).
     hidden: GIN width.
     num_layers: GIN depth.
-    batch_size: graphs per batch.
-    epochs: passes over the data.
-    learning_rate: Adam step size.
-    seed: PRNG seed (init and shuffling).
+    batch_size: graphs per batch (a multiple of ``num_blocks``).
     bound: objective, a name of ``MASKED_BOUNDS``.
-    log: optional ``(epoch, mean_loss)`` callback after every epoch.
+    seed: seed of the shuffling (initialisation: ``train.train``'s key).
+    num_blocks: B, the number of devices.
 
   Returns:
-    An ``InfoGraphResult``.
+    The task (``sample_takes_step``; ``aux`` is the batch statistics).
   """
   registry.lookup(MASKED_BOUNDS, bound, 'masked bound')
   if batch_size < 2:
     raise ValueError(f'batch_size must be >= 2 (negatives come from other '
                      f'graphs of the batch), got {batch_size}')
+  if batch_size % num_blocks:
+    raise ValueError(f'batch_size ({batch_size}) must be divisible by the '
+                     f'number of blocks / devices ({num_blocks})')
   model = InfoGraph(hidden, num_layers)
-  n_pad, e_pad = padded_sizes(dataset, batch_size)
-  variables = infograph_init(dataset, hidden=hidden, num_layers=num_layers,
-                             batch_size=batch_size, seed=seed)
-  params, batch_stats = variables['params'], variables['batch_stats']
-  tx = optax.adam(learning_rate)
-  opt_state = tx.init(params)
+  num_graphs = dataset.num_graphs
+  per_block = batch_size // num_blocks
+  n_block, e_block = padded_sizes(dataset, per_block)
+  steps_per_epoch = infograph_steps_per_epoch(num_graphs, batch_size)
+  data = {**tu_arrays(dataset),
+          'shuffle_key': jax.random.fold_in(jax.random.PRNGKey(seed), 1)}
 
-  def step(params, batch_stats, opt_state, batch):
-    def loss_fn(p):
-      scores, updates = model.apply({'params': p, 'batch_stats': batch_stats},
-                                    batch, train=True, mutable=['batch_stats'])
-      return -infograph_objective(scores, batch, bound), updates['batch_stats']
+  def init(key):
+    variables = _infograph_init(model, dataset, batch_size, key)
+    return variables['params'], variables['batch_stats']
 
-    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_stats, opt_state, loss
+  def sample(data, key, step):
+    del key
+    epoch, position = step // steps_per_epoch, step % steps_per_epoch
+    order = jax.random.permutation(
+        jax.random.fold_in(data['shuffle_key'], epoch), num_graphs)
+    order = jnp.concatenate([order.astype(jnp.int32),
+                             jnp.full((batch_size,), -1, jnp.int32)])
+    ids = jax.lax.dynamic_slice(order, (position * batch_size,), (batch_size,))
+    # Round-robin: batch position p goes to block p % B (balanced blocks).
+    ids = ids.reshape(per_block, num_blocks).T
+    return device_graph_batch(data, ids, num_nodes=n_block, num_edges=e_block)
 
-  def make_batch(ids):
-    return batch_graphs(dataset, ids, num_nodes=n_pad, num_edges=e_pad,
-                        num_graphs=batch_size)
+  def loss(params, batch_stats, batch, key):
+    del key
+    scores, updates = model.apply({'params': params, 'batch_stats': batch_stats},
+                                  batch, train=True, mutable=['batch_stats'])
+    return (-infograph_objective(scores, batch, bound),
+            ({}, updates['batch_stats']))
 
-  t0 = time.perf_counter()
-  step = jax.jit(step).lower(params, batch_stats, opt_state,
-                             make_batch(np.arange(2))).compile()
-  compile_seconds = time.perf_counter() - t0
-  rng = np.random.default_rng(seed)
-  losses = []
-  t0, c0 = time.perf_counter(), time.process_time()
-  for epoch in range(epochs):
-    order = rng.permutation(dataset.num_graphs)
-    epoch_losses = []
-    for start in range(0, dataset.num_graphs, batch_size):
-      ids = order[start:start + batch_size]
-      if ids.size < 2:
-        continue
-      params, batch_stats, opt_state, loss = step(params, batch_stats,
-                                                  opt_state, make_batch(ids))
-      epoch_losses.append(float(loss))
-    mean_loss = float(np.mean(epoch_losses))
-    if not np.isfinite(mean_loss):
-      raise FloatingPointError(f'InfoGraph loss became {mean_loss} at epoch '
-                               f'{epoch}')
-    losses.append(mean_loss)
-    if log is not None:
-      log(epoch, mean_loss)
-  return InfoGraphResult({'params': params, 'batch_stats': batch_stats}, losses,
-                         time.perf_counter() - t0, compile_seconds,
-                         time.process_time() - c0)
+  return train_lib.Task(init=init, sample=sample, loss=loss, data=data,
+                        sample_takes_step=True)
+
+
+def infograph_config(dataset: TUDataset, *, seed: int, batch_size: int,
+                     epochs: int, learning_rate: float,
+                     checkpoint_every_epochs: int = 5
+                     ) -> ml_collections.ConfigDict:
+  """The ``train.train`` config of ``infograph_task``: one chunk per epoch."""
+  steps = infograph_steps_per_epoch(dataset.num_graphs, batch_size)
+  return ml_collections.ConfigDict(dict(
+      seed=seed, num_steps=epochs * steps, batch_size=batch_size,
+      learning_rate=learning_rate, optimizer='adam', log_every=steps,
+      eval_every=epochs * steps,
+      checkpoint_every=checkpoint_every_epochs * steps, keep_checkpoints=1))
+
+
+def train_infograph(dataset: TUDataset, *, hidden: int = 32,
+                    num_layers: int = 4, batch_size: int = 128,
+                    epochs: int = 20, learning_rate: float = 0.01,
+                    seed: int = 0, bound: str = 'jsd',
+                    workdir: Optional[str] = None, mesh=None,
+                    checkpoint_every_epochs: int = 5,
+                    verbose: bool = True) -> InfoGraphResult:
+  """Trains InfoGraph with Adam on shuffled mini-batches of graphs.
+
+  Runs ``infograph_task`` through ``train.train`` on ``mesh`` (default: every
+  device; each step's graphs are split over them), checkpointing to
+  ``workdir`` and resuming from it. Every batch is padded to the same sizes
+  (one compiled step); the last, smaller batch of an epoch is kept, as
+  PyTorch's DataLoader does.
+
+  Args:
+    dataset: the graphs (labels unused).
+    hidden: GIN width.
+    num_layers: GIN depth.
+    batch_size: graphs per batch (a multiple of the device count).
+    epochs: passes over the data.
+    learning_rate: Adam step size.
+    seed: PRNG seed (init and shuffling).
+    bound: objective, a name of ``MASKED_BOUNDS``.
+    workdir: checkpoints and metrics.jsonl (one line per epoch; a rerun
+      resumes); None: a temporary folder, deleted afterwards.
+    mesh: the ``'data'`` mesh (default ``parallel.make_mesh()``).
+    checkpoint_every_epochs: epochs between checkpoints.
+    verbose: print a progress line per epoch.
+
+  Returns:
+    An ``InfoGraphResult``.
+  """
+  mesh = mesh or parallel.make_mesh()
+  task = infograph_task(dataset, hidden=hidden, num_layers=num_layers,
+                        batch_size=batch_size, bound=bound, seed=seed,
+                        num_blocks=mesh.shape[parallel.DATA_AXIS])
+  config = infograph_config(dataset, seed=seed, batch_size=batch_size,
+                            epochs=epochs, learning_rate=learning_rate,
+                            checkpoint_every_epochs=checkpoint_every_epochs)
+  state, records, (train_s, compile_s, cpu_s) = _timed_train(
+      config, task, workdir, mesh, verbose)
+  variables = jax.device_get({'params': state.params,
+                              'batch_stats': state.aux})
+  return InfoGraphResult(variables, [r['loss'] for r in records], train_s,
+                         compile_s, cpu_s)
 
 
 def infograph_embeddings(variables: PyTree, dataset: TUDataset, *, hidden: int,

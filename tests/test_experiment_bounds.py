@@ -92,7 +92,8 @@ def test_quick_run_writes_metrics_summary_and_plot(tmp_path, monkeypatch):
     f.writelines(lines[:-3])
   trained = []
 
-  def fake_train(critic_name, name, config):
+  def fake_train(critic_name, name, config, workdir, mesh=None):
+    del workdir, mesh
     trained.append((critic_name, name))
     n = len(config.levels) * config.steps_per_level
     return np.zeros(n), np.zeros(n), {'compile_s': 0.0, 'run_s': 1.0}

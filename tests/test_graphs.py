@@ -6,6 +6,7 @@ variable is unset. Everything else uses small synthetic graphs.
 """
 
 import collections
+import functools
 import math
 import os
 import pickle
@@ -305,6 +306,99 @@ def test_graph_batches_are_padding_invariant():
                              atol=1e-5)
   with pytest.raises(ValueError, match='padded sizes'):
     graphs.batch_graphs(data, [3], num_nodes=4, num_edges=8, num_graphs=1)
+
+
+def _toy_planetoid(n=23, f=9, seed=0) -> graphs.Planetoid:
+  rng = np.random.default_rng(seed)
+  dense = (rng.random((n, f)) < 0.3).astype(np.float32)
+  r, c = np.nonzero(dense)
+  x = graphs.row_normalize(graphs.sparse_from_coo(r, c, dense[r, c], (n, f)))
+  edges = graphs.undirected_edges(rng.integers(0, n, (2 * n, 2)), n)
+  return graphs.Planetoid('toy', x, np.zeros(n, np.int32), edges, np.arange(4),
+                          np.arange(4, 8), np.arange(8, 16), 2)
+
+
+def test_row_blocked_dgi_equals_the_plain_graph():
+  # The data-parallel layout of DGI (node rows cut into blocks, padded) gives
+  # the plain full-graph loss and gradients, for any block count.
+  data = _toy_planetoid()
+  n, model, adj = data.num_nodes, graphs.DGI(8), data.adjacency()
+  params = model.init(jax.random.PRNGKey(0), data.features, adj, jnp.arange(n))
+  perm = jax.random.permutation(jax.random.PRNGKey(1), n)
+
+  @jax.jit
+  def plain(p):
+    return jax.value_and_grad(lambda p: graphs.dgi_objective(
+        *model.apply(p, data.features, adj, perm)))(p)
+
+  @jax.jit
+  def blocked(p, g):
+    perm_pad = jnp.concatenate([perm, jnp.arange(n, g['node_mask'].shape[0])])
+    return jax.value_and_grad(lambda p: graphs.dgi_objective(
+        *model.apply(p, g['x'], g['adjacency'], perm_pad, g['node_mask']),
+        mask=g['node_mask']))(p)
+
+  ref = plain(params)
+  for b in (1, 4):                      # 23 nodes: 4 blocks of 6 (1 padding)
+    g = graphs.dgi_task(data, hidden=8, num_blocks=b, max_epochs=2).data
+    assert g['x'].num_blocks == b and g['x'].shape == (-(-n // b) * b, 9)
+    np.testing.assert_allclose(g['adjacency'].to_dense()[:n, :n],
+                               adj.to_dense(), rtol=1e-6)
+    np.testing.assert_allclose(g['x'].to_dense()[:n], data.features.to_dense(),
+                               rtol=1e-6)
+    out = blocked(params, g)
+    for got, want in zip(jax.tree.leaves(out), jax.tree.leaves(ref)):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_train_dgi_stops_early_and_resumes_stopped(tmp_path):
+  data = _toy_planetoid()
+  kw = dict(hidden=8, max_epochs=40, patience=3, log_every=5, verbose=False,
+            workdir=str(tmp_path))
+  first = graphs.train_dgi(data, **kw)
+  n = len(first.losses)
+  assert n < 40 and n - 1 - first.best_epoch == 3      # stopped by patience
+  assert first.losses[first.best_epoch] == min(first.losses)
+  # The stop is checkpointed: a rerun restores it and trains nothing more.
+  again = graphs.train_dgi(data, **kw)
+  assert again.losses == first.losses and again.best_epoch == first.best_epoch
+  for a, b in zip(jax.tree.leaves(again.params), jax.tree.leaves(first.params)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_device_graph_batches_match_host_batches():
+  data = _toy_tu_dataset(sizes=(3, 4, 2, 5, 6, 1, 3))
+  model = graphs.InfoGraph(hidden=8, num_layers=2)
+  variables = graphs.infograph_init(data, hidden=8, num_layers=2, batch_size=6,
+                                    seed=0)
+  arrays = jax.tree.map(jnp.asarray, graphs.tu_arrays(data))
+
+  @jax.jit
+  def objective(batch):
+    scores, _ = model.apply(variables, batch, train=True,
+                            mutable=['batch_stats'])
+    return graphs.infograph_objective(scores, batch, 'infonce')
+
+  def device_batch(ids, per_block):
+    nodes, edges = graphs.padded_sizes(data, per_block)
+    return jax.jit(functools.partial(graphs.device_graph_batch,
+                                     num_nodes=nodes, num_edges=edges))(
+                                         arrays, np.asarray(ids))
+
+  ids = [2, 0, 5, 6, 1, 4]
+  nodes, edges = graphs.padded_sizes(data, 6)
+  host = graphs.batch_graphs(data, ids, num_nodes=nodes, num_edges=edges,
+                             num_graphs=6)
+  one = device_batch([ids], 6)          # one block: batch_graphs' layout
+  for field in ('x', 'node_graph', 'node_mask', 'graph_mask'):
+    np.testing.assert_array_equal(getattr(one, field), getattr(host, field))
+  np.testing.assert_array_equal(one.adjacency.to_dense(),
+                                host.adjacency.to_dense())
+  expected = objective(host)
+  # Dealt into 2 blocks (one per device) with empty slots: the same bound.
+  batch = device_batch([[2, 0, 5, -1], [6, 1, 4, -1]], 4)
+  assert batch.adjacency.num_blocks == 2 and batch.num_graphs == 8
+  np.testing.assert_allclose(objective(batch), expected, rtol=1e-5)
 
 
 # -------------------------------------------------- restricted unpickler --

@@ -124,3 +124,44 @@ def test_chunk_compiles_once(tmp_path):
     state, _ = chunk(state, data)
   assert chunk._cache_size() == 1
   assert int(state.step) == 15
+
+
+def test_sample_takes_step_and_early_stop(tmp_path):
+  """``sample(data, key, step)``; ``stop`` ends the run, also when resumed."""
+  base = _regression_task()
+
+  def sample(data, key, step):
+    return {**base.sample(data, key), 'step': step}
+
+  def update(state, batch, key, tx):
+    # Trains until the loss first drops below 1, then leaves the state as is.
+    def step(_):
+      (loss, (metrics, _)), grads = jax.value_and_grad(base.loss, has_aux=True)(
+          state.params, state.aux, batch, key)
+      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+      return state.replace(params=params, opt_state=opt_state,
+                           aux={'done': loss < 1.0}), loss
+
+    state, loss = jax.lax.cond(state.aux['done'], lambda _: (state, 0.0), step,
+                               None)
+    return state, {'loss': loss, 'sampled_step': batch['step'] * 1.0}
+
+  task = dataclasses.replace(
+      base, init=lambda key: (base.init(key)[0], {'done': jnp.array(False)}),
+      sample=sample, update=update, sample_takes_step=True,
+      stop=lambda state: bool(state.aux['done']))
+  config = _config(num_steps=200, learning_rate=0.05, eval_every=200,
+                   checkpoint_every=200)
+  state = train.train(config, task, str(tmp_path), verbose=False)
+  steps = [r['step'] for r in train.read_metrics(str(tmp_path), 'train')]
+  assert int(state.step) == steps[-1] < 200 and bool(state.aux['done'])
+  # Chunk means of the step passed to sample: steps s - 5 .. s - 1.
+  assert [r['sampled_step'] for r in train.read_metrics(
+      str(tmp_path), 'train')] == [s - 3.0 for s in steps]
+  evals = train.read_metrics(str(tmp_path), 'eval')
+  assert [r['step'] for r in evals] == [0, steps[-1]]
+  # The stopped state was checkpointed: a rerun trains no further.
+  again = train.train(config, task, str(tmp_path), verbose=False)
+  assert int(again.step) == int(state.step)
+  np.testing.assert_array_equal(again.params['w'], state.params['w'])

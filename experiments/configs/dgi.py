@@ -41,7 +41,8 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
   config.probe_epochs = 100         # Adam steps per probe
   config.probe_learning_rate = 0.01
   config.probe_weight_decay = 0.0
-  config.log_every = 10             # epochs between progress lines
+  config.log_every = 10             # epochs per jitted chunk / progress line
+  config.checkpoint_every = 100     # epochs between checkpoints (resume)
 
   if variant == 'quick':
     config.datasets = ('cora',)

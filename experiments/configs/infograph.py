@@ -32,9 +32,11 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
   # from the paper's grid {4, 8, 12}, width 32 and lr 0.01 as the authors' code.
   config.hidden = 32
   config.num_layers = 4
-  config.batch_size = 128           # graphs per batch (paper: 128)
+  config.batch_size = 128           # graphs per batch (paper: 128); a multiple
+                                    # of the device count (data parallel)
   config.epochs = 20                # paper grid {10, 20, 100}; authors' default
   config.learning_rate = 0.01       # Adam
+  config.checkpoint_every_epochs = 5  # train.train checkpoints (resume)
   # Objective by name (infomax_jax.graphs.MASKED_BOUNDS): 'jsd' (paper),
   # 'infonce', 'dv' or 'nwj'.
   config.bound = 'jsd'
