@@ -17,7 +17,8 @@ InfoNCE of the objective's scores.
 
 Outputs in --workdir: ``dim_table.csv``, ``dim_table.md`` (one table per data
 set, Table 1 layout) and ``dim.png`` (conv-feature accuracy per run).
-A rerun resumes unfinished runs and re-uses finished ones.
+A rerun resumes unfinished runs and re-uses finished ones;
+``--config.skip_unfinished=True`` only tabulates the finished ones.
 """
 
 import json
@@ -44,7 +45,8 @@ PROBES = ('linear', 'mlp')
 TABLE_FIELDS = (
     ['dataset', 'run', 'model', 'estimator', 'gamma', 'steps']
     + [f'{f}_{p}' for f in FEATURES for p in PROBES]
-    + ['w1_prior', 'discriminator_accuracy', 'infonce_test', 'train_seconds'])
+    + ['w1_prior', 'c2st_accuracy', 'discriminator_accuracy', 'infonce_test',
+       'train_seconds'])
 
 
 def override(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
@@ -71,6 +73,31 @@ def _to_float(images):
   return images.astype(jnp.float32) / 255.0
 
 
+def prior_distance(config, train_y, n_train: int, test_y) -> dict[str, float]:
+  """How far σ(Y) is from the prior U[0,1]^d, independently of any training.
+
+  * ``w1_prior``: mean per-dimension W1 distance of σ(Y_test) to U[0, 1];
+  * ``c2st_accuracy``: a classifier two-sample test: a fresh probe with one
+    hidden layer (``mlp_probe`` settings of the config) learns to tell σ(Y)
+    of train images from prior samples and is scored on σ(Y) of test images
+    against new prior samples; 0.5 = indistinguishable, 1 = disjoint.
+  """
+  enc_train = jax.nn.sigmoid(train_y[:n_train])
+  enc_test = jax.nn.sigmoid(test_y)
+  k_train, k_test = jax.random.split(jax.random.PRNGKey(config.seed + 31))
+  prior_train = dim_lib.prior_sample(k_train, enc_train.shape)
+  prior_test = dim_lib.prior_sample(k_test, enc_test.shape)
+  labels = lambda n: np.concatenate([np.zeros(n, np.int32), np.ones(n, np.int32)])
+  c2st = probes.mlp_probe(
+      jnp.concatenate([enc_train, prior_train]), labels(enc_train.shape[0]),
+      jnp.concatenate([enc_test, prior_test]), labels(enc_test.shape[0]),
+      hidden_size=config.mlp_probe_hidden, steps=config.mlp_probe_steps,
+      batch_size=config.mlp_probe_batch,
+      learning_rate=config.mlp_probe_learning_rate)['accuracy']
+  return {'w1_prior': float(dim_lib.wasserstein_to_uniform(enc_test)),
+          'c2st_accuracy': float(c2st)}
+
+
 def make_task(config, train_data, test_data) -> train_lib.Task:
   """The ``train.Task`` of one DIM run on (images, labels) splits."""
   model = dim_lib.make_model(config)
@@ -91,23 +118,25 @@ def make_task(config, train_data, test_data) -> train_lib.Task:
   probe_images = jnp.asarray(images[:n_probe])
   probe_labels = labels[:n_probe]
   test_images_dev = jnp.asarray(test_images)
-  encode = jax.jit(lambda params, stats, x: dim_lib.encode_features(
-      model, params['model'], stats, _to_float(x)))
+  encode = lambda params, stats, x: dim_lib.encode_features(
+      model, params['model'], stats, _to_float(x))
 
   @jax.jit
-  def test_metrics(params, stats, key):
-    """Objective terms on fixed test batches, σ(Y) vs prior on the test set."""
+  def test_batch_infonce(params, stats, key):
+    """The objective's InfoNCE terms on one random test batch."""
     variables = {'params': params['model'],
                  **({'batch_stats': stats} if stats else {})}
+    idx = data_lib.batch_indices(key, test_images_dev.shape[0], config.batch_size)
+    out = model.apply(variables, _to_float(test_images_dev[idx]), train=False)
+    terms = dim_lib.mi_terms(out, estimator='infonce', alpha=config.alpha,
+                             beta=config.beta)[0]
+    return terms / (config.alpha + config.beta)
 
-    def one(k):
-      idx = data_lib.batch_indices(k, test_images_dev.shape[0], config.batch_size)
-      out = model.apply(variables, _to_float(test_images_dev[idx]), train=False)
-      terms = dim_lib.mi_terms(out, estimator='infonce', alpha=config.alpha,
-                               beta=config.beta)[0]
-      return terms / (config.alpha + config.beta)
+  def test_metrics(params, stats, key):
+    """Mean test InfoNCE over ``eval_batches`` fixed batches (a host loop:
+    XLA:CPU convolutions are slow inside ``lax.map``)."""
     keys = jax.random.split(key, config.eval_batches)
-    return jnp.mean(jax.lax.map(one, keys))
+    return float(np.mean([test_batch_infonce(params, stats, k) for k in keys]))
 
   def evaluate(params, stats, step):
     if step == 0 and config.num_steps > 0 and not config.eval_at_init:
@@ -123,8 +152,9 @@ def make_task(config, train_data, test_data) -> train_lib.Task:
           *args, hidden_size=config.mlp_probe_hidden,
           steps=config.mlp_probe_steps, batch_size=config.mlp_probe_batch,
           learning_rate=config.mlp_probe_learning_rate)['accuracy']
+    record.update(prior_distance(config, train_feats['y'], probe_labels.shape[0],
+                                 test_feats['y']))
     encoded = jax.nn.sigmoid(test_feats['y'])
-    record['w1_prior'] = dim_lib.wasserstein_to_uniform(encoded)
     if config.gamma:
       prior = dim_lib.prior_sample(jax.random.PRNGKey(99), encoded.shape)
       d = lambda v: discriminator.apply({'params': params['disc']}, v)
@@ -136,6 +166,24 @@ def make_task(config, train_data, test_data) -> train_lib.Task:
   return train_lib.Task(
       init=init, sample=sample, data={'images': jnp.asarray(images)},
       evaluate=evaluate, update=dim_lib.make_update(model, discriminator, config))
+
+
+def _add_prior_distance(config, state, splits, run_dir, last) -> dict:
+  """Adds ``prior_distance`` of the final state to the last eval record."""
+  model = dim_lib.make_model(config)
+  (images, _), (test_images, _) = splits
+  n = config.probe_train_examples or images.shape[0]
+  encode = lambda x: dim_lib.encode_features(
+      model, state.params['model'], state.aux, _to_float(jnp.asarray(x)))['y']
+  last = {**last, **prior_distance(config, encode(images[:n]), n,
+                                   encode(test_images))}
+  records = train_lib.read_metrics(run_dir)
+  index = max(i for i, r in enumerate(records) if r['kind'] == 'eval'
+              and r['step'] == last['step'])
+  records[index] = last
+  with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in records)
+  return last
 
 
 def describe(config) -> dict:
@@ -155,7 +203,7 @@ def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
   run_dir = os.path.join(workdir, dataset, name)
   task = make_task(config, *splits)
   t0 = time.time()
-  train_lib.train(config, task, run_dir)
+  model_state = train_lib.train(config, task, run_dir)
   wall = time.time() - t0
   timing_path = os.path.join(run_dir, 'train_seconds.json')
   if os.path.exists(timing_path) and wall < 5:   # finished before: keep its time
@@ -165,6 +213,8 @@ def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
     with open(timing_path, 'w') as f:
       json.dump({'train_seconds': wall}, f)
   last = [r for r in train_lib.read_metrics(run_dir, 'eval') if len(r) > 2][-1]
+  if 'c2st_accuracy' not in last:   # a run finished before this metric existed
+    last = _add_prior_distance(config, model_state, splits, run_dir, last)
   row = {'dataset': dataset, 'run': name, **describe(config),
          'train_seconds': round(wall, 1)}
   for field in TABLE_FIELDS:
@@ -180,16 +230,16 @@ def markdown(rows: list[dict]) -> str:
   for dataset in dict.fromkeys(r['dataset'] for r in rows):
     lines += [f'### {dataset}', '',
               '| model | estimator | γ | steps | conv lin | conv MLP | fc lin | '
-              'fc MLP | Y lin | Y MLP | W1(σ(Y), U) | D acc | I_NCE test | '
-              'train s |',
-              '|' + '---|' * 14]
+              'fc MLP | Y lin | Y MLP | W1(σ(Y), U) | C2ST acc | D acc | '
+              'I_NCE test | train s |',
+              '|' + '---|' * 15]
     for r in (r for r in rows if r['dataset'] == dataset):
       acc = [f'{100 * float(r[f"{f}_{p}"]):.2f}' for f in FEATURES for p in PROBES]
       disc = r['discriminator_accuracy']
       lines.append(
           f'| {r["model"]} | {r["estimator"]} | {r["gamma"]} | {r["steps"]} | '
           + ' | '.join(acc)
-          + f' | {float(r["w1_prior"]):.4f} | '
+          + f' | {float(r["w1_prior"]):.4f} | {float(r["c2st_accuracy"]):.3f} | '
           + (f'{float(disc):.3f}' if disc != '' else '-')
           + f' | {float(r["infonce_test"]):.3f} | {r["train_seconds"]} |')
     lines.append('')
@@ -221,6 +271,14 @@ def plot(rows: list[dict], path: str) -> str:
   return path
 
 
+def finished(run_dir: str, num_steps: int) -> bool:
+  """Whether ``run_dir`` holds the final evaluation of a ``num_steps`` run."""
+  if not os.path.exists(os.path.join(run_dir, 'metrics.jsonl')):
+    return False
+  return any(r['step'] == num_steps and len(r) > 2
+             for r in train_lib.read_metrics(run_dir, 'eval'))
+
+
 def run_names(config) -> list[str]:
   """``config.run_names`` (validated), or every run with 'control' first."""
   names = list(config.get('run_names') or ())
@@ -243,6 +301,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     for name in run_names(config):
       fields = config.runs[name]
       run_config = override(config, dataset=dataset, **fields.to_dict())
+      if config.get('skip_unfinished') and not finished(
+          os.path.join(workdir, dataset, name), run_config.num_steps):
+        print(f'skipping {dataset}/{name}: not finished', flush=True)
+        continue
       print(f'=== {dataset} / {name} ===', flush=True)
       rows.append(run_one(run_config, dataset, name, workdir, splits))
       print(f'{dataset}/{name}: {rows[-1]}', flush=True)

@@ -3,6 +3,7 @@
 import csv
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -28,6 +29,7 @@ def test_dim_tiny_mnist_writes_table_and_resumes(mnist_dir, tmp_path):
       for probe in dim_experiment.PROBES:
         assert 0.0 <= float(row[f'{feat}_{probe}']) <= 1.0
     assert 0.0 < float(row['w1_prior']) < 0.5
+    assert 0.0 <= float(row['c2st_accuracy']) <= 1.0
   # The discriminator exists (and is reported) only with the prior term.
   assert table[2]['discriminator_accuracy'] != ''
   assert table[0]['discriminator_accuracy'] == table[1]['discriminator_accuracy'] == ''
@@ -37,6 +39,13 @@ def test_dim_tiny_mnist_writes_table_and_resumes(mnist_dir, tmp_path):
   # A rerun re-uses the finished runs: same table.
   again = dim_experiment.run(config, str(tmp_path))
   assert [r['conv_linear'] for r in again] == [r['conv_linear'] for r in rows]
+  # skip_unfinished tabulates the finished runs and trains nothing new.
+  config.runs.L_dv = ml_collections.ConfigDict(
+      dict(alpha=0.0, beta=1.0, gamma=0.0, estimator='dv'))
+  config.run_names = ('control', 'L_dv')
+  config.skip_unfinished = True
+  assert [r['run'] for r in dim_experiment.run(config, str(tmp_path))] == ['control']
+  assert not (tmp_path / 'mnist' / 'L_dv').exists()
 
 
 def test_dim_cifar10_through_mocked_tfds(tmp_path):

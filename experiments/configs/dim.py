@@ -62,6 +62,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.runs = _runs({'G': 1.0, 'L': 0.1})
   # Which runs of config.runs, in this order (() = all, control first).
   config.run_names = ()
+  config.skip_unfinished = False  # True: tabulate finished runs, train nothing
   # Optimisation.
   config.seed = 0
   config.optimizer = 'adam'
