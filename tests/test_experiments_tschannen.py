@@ -102,3 +102,16 @@ def test_target_mi_tiny_writes_outputs(tmp_path, mnist_dir):
   evals = [json.loads(l) for l in open(tmp_path / 't2_convnet' / 'metrics.jsonl')
            if '"eval"' in l]
   assert [r['step'] for r in evals] == [0, 4]
+
+
+def test_target_mi_cpu_variant_keeps_paper_optimisation():
+  config = target_mi_config.get_config('cpu')
+  paper = target_mi_config.get_config()
+  for field in ('batch_size', 'learning_rate', 'optimizer', 'bound', 'critic',
+                'targets', 'noise_std'):
+    assert config[field] == paper[field], field
+  assert config.encoders.to_dict() == paper.encoders.to_dict()
+  assert config.train_examples == 10000
+  for field in ('eval_every', 'checkpoint_every'):
+    assert config.num_steps % config[field] == 0
+    assert config[field] % config.log_every == 0
