@@ -85,8 +85,12 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.mlp_probe_learning_rate = 1e-3
   if variant == 'cpu':
     config.step_loop = 'python'
+    # A stronger prior weight than the paper's 0.1, to see the term act in
+    # a short run.
+    config.runs.L_infonce_prior1 = ml_collections.ConfigDict(dict(
+        alpha=0.0, beta=1.0, gamma=1.0, estimator='infonce'))
     config.run_names = ('control', 'L_infonce', 'G_infonce', 'L_infonce_prior',
-                        'L_jsd', 'L_dv', 'G_jsd', 'G_dv')
+                        'L_infonce_prior1', 'L_jsd', 'L_dv', 'G_jsd', 'G_dv')
     config.train_examples = 20000
     config.probe_train_examples = 10000
     config.critic_units = 512
