@@ -165,7 +165,16 @@ def make_task(config, train_data, test_data) -> train_lib.Task:
 
   return train_lib.Task(
       init=init, sample=sample, data={'images': jnp.asarray(images)},
-      evaluate=evaluate, update=dim_lib.make_update(model, discriminator, config))
+      evaluate=evaluate, update=dim_lib.make_update(model, discriminator, config),
+      optimizer=_optimizer(config))
+
+
+def _optimizer(config):
+  """Two time-scale Adam when D's rate is scaled; else train.py's default."""
+  scale = config.get('disc_learning_rate_scale', 1.0)
+  if scale == 1.0:
+    return None
+  return dim_lib.make_optimizer(config.learning_rate, scale)
 
 
 def _add_prior_distance(config, state, splits, run_dir, last) -> dict:
@@ -229,15 +238,15 @@ def markdown(rows: list[dict]) -> str:
   lines = []
   for dataset in dict.fromkeys(r['dataset'] for r in rows):
     lines += [f'### {dataset}', '',
-              '| model | estimator | γ | steps | conv lin | conv MLP | fc lin | '
+              '| run | model | estimator | γ | steps | conv lin | conv MLP | fc lin | '
               'fc MLP | Y lin | Y MLP | W1(σ(Y), U) | C2ST acc | D acc | '
               'I_NCE test | train s |',
-              '|' + '---|' * 15]
+              '|' + '---|' * 16]
     for r in (r for r in rows if r['dataset'] == dataset):
       acc = [f'{100 * float(r[f"{f}_{p}"]):.2f}' for f in FEATURES for p in PROBES]
       disc = r['discriminator_accuracy']
       lines.append(
-          f'| {r["model"]} | {r["estimator"]} | {r["gamma"]} | {r["steps"]} | '
+          f'| {r["run"]} | {r["model"]} | {r["estimator"]} | {r["gamma"]} | {r["steps"]} | '
           + ' | '.join(acc)
           + f' | {float(r["w1_prior"]):.4f} | {float(r["c2st_accuracy"]):.3f} | '
           + (f'{float(disc):.3f}' if disc != '' else '-')

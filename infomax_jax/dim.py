@@ -338,6 +338,23 @@ def _features(model: DeepInfoMax, variables: PyTree, x: Array) -> dict[str, Arra
   return model.apply(variables, x, method=DeepInfoMax.features)
 
 
+def make_optimizer(learning_rate: float, disc_learning_rate_scale: float = 1.0
+                   ) -> optax.GradientTransformation:
+  """Adam for both players; D's step size scaled by ``disc_learning_rate_scale``.
+
+  A faster discriminator (two time-scale updates, Heusel et al. 2017) keeps D
+  close to its best response, so the encoder is pushed toward the prior
+  rather than just away from a lagging D.
+  """
+  if disc_learning_rate_scale <= 0:
+    raise ValueError(f'disc_learning_rate_scale must be > 0, got '
+                     f'{disc_learning_rate_scale}')
+  return optax.multi_transform(
+      {'model': optax.adam(learning_rate),
+       'disc': optax.adam(learning_rate * disc_learning_rate_scale)},
+      lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()})
+
+
 def encode_features(model: DeepInfoMax, params: PyTree, stats: PyTree,
                     images: Array, batch_size: int = 500) -> dict[str, Array]:
   """Probe features of ``images`` (inference mode), in jitted batches.

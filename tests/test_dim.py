@@ -327,3 +327,15 @@ def test_encode_features_batches():
   assert feats['conv'].shape == (7, 2 * 2 * 8)
   for k in ('conv', 'fc', 'y'):
     np.testing.assert_allclose(feats[k], direct[k], rtol=1e-5, atol=1e-6)
+
+
+def test_make_optimizer_scales_only_the_discriminator():
+  tx = dim.make_optimizer(1e-3, disc_learning_rate_scale=10.0)
+  params = {'model': {'w': jnp.ones(3)}, 'disc': {'w': jnp.ones(2)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # Adam's first step is -lr * sign(g) (bias-corrected moments).
+  np.testing.assert_allclose(updates['model']['w'], -1e-3, rtol=1e-4)
+  np.testing.assert_allclose(updates['disc']['w'], -1e-2, rtol=1e-4)
+  with pytest.raises(ValueError, match='disc_learning_rate_scale must be > 0'):
+    dim.make_optimizer(1e-3, 0.0)

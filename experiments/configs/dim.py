@@ -57,6 +57,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.beta = 1.0               # local MI
   config.gamma = 0.0              # prior matching
   config.gradient_penalty = 0.0   # R1 weight on the discriminator
+  config.disc_learning_rate_scale = 1.0  # D's Adam step = this × learning_rate
   config.estimator = 'infonce'    # 'infonce', 'jsd', 'dv'
   # The paper: γ = 0.1 with DIM(L), γ = 1 with DIM(G) (α = 1 there).
   config.runs = _runs({'G': 1.0, 'L': 0.1})
@@ -89,8 +90,13 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     # a short run.
     config.runs.L_infonce_prior1 = ml_collections.ConfigDict(dict(
         alpha=0.0, beta=1.0, gamma=1.0, estimator='infonce'))
+    # ... and with a 10x faster discriminator (two time-scale updates).
+    config.runs.L_infonce_prior1_d10 = ml_collections.ConfigDict(dict(
+        alpha=0.0, beta=1.0, gamma=1.0, estimator='infonce',
+        disc_learning_rate_scale=10.0))
     config.run_names = ('control', 'L_infonce', 'G_infonce', 'L_infonce_prior',
-                        'L_infonce_prior1', 'L_jsd', 'L_dv', 'G_jsd', 'G_dv')
+                        'L_infonce_prior1', 'L_infonce_prior1_d10', 'L_jsd',
+                        'L_dv', 'G_jsd', 'G_dv')
     config.train_examples = 20000
     config.probe_train_examples = 10000
     config.critic_units = 512
