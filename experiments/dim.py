@@ -35,6 +35,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from experiments import csvio
+from experiments.critics import override
 from infomax_jax import data as data_lib
 from infomax_jax import dim as dim_lib
 from infomax_jax import probes
@@ -47,14 +48,6 @@ TABLE_FIELDS = (
     + [f'{f}_{p}' for f in FEATURES for p in PROBES]
     + ['w1_prior', 'c2st_accuracy', 'discriminator_accuracy', 'infonce_test',
        'train_seconds'])
-
-
-def override(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
-  """An unlocked copy of ``config`` with ``fields`` set."""
-  out = ml_collections.ConfigDict(config.to_dict())
-  for name, value in fields.items():
-    out[name] = value
-  return out
 
 
 def load_split(config, dataset: str, split: str, limit: int = 0):

@@ -49,7 +49,7 @@ def test_dim_tiny_mnist_writes_table_and_resumes(mnist_dir, tmp_path):
 
 
 def test_dim_cifar10_through_mocked_tfds(tmp_path):
-  tfds = pytest.importorskip('tensorflow_datasets')
+  import tensorflow_datasets as tfds  # a core dependency: no skip in CI
   config = dim_config.get_config('tiny')
   config.datasets = ('cifar10',)
   config.data_source = 'tfds'
