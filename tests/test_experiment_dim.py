@@ -29,6 +29,7 @@ def test_dim_tiny_mnist_writes_table_and_resumes(mnist_dir, tmp_path):
       for probe in dim_experiment.PROBES:
         assert 0.0 <= float(row[f'{feat}_{probe}']) <= 1.0
     assert 0.0 < float(row['w1_prior']) < 0.5
+    assert float(row['energy_prior']) > 0.0
     assert 0.0 <= float(row['c2st_accuracy']) <= 1.0
   # The discriminator exists (and is reported) only with the prior term.
   assert table[2]['discriminator_accuracy'] != ''

@@ -84,7 +84,8 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.mlp_probe_steps = 3000    # Adam steps (non-linear probe)
   config.mlp_probe_batch = 256
   config.mlp_probe_learning_rate = 1e-3
-  if variant == 'cpu':
+  config.energy_examples = 2000    # test images in the energy distance to the prior
+  if variant in ('cpu', 'cpu_long'):
     config.step_loop = 'python'
     # A stronger prior weight than the paper's 0.1, to see the term act in
     # a short run.
@@ -94,8 +95,15 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     config.runs.L_infonce_prior1_d10 = ml_collections.ConfigDict(dict(
         alpha=0.0, beta=1.0, gamma=1.0, estimator='infonce',
         disc_learning_rate_scale=10.0))
+    # ... and with an R1 penalty on D (Mescheder et al. 2018): without it the
+    # game oscillates and σ(Y) does not settle near the prior (BUILD_NOTES).
+    for name, gamma in (('L_infonce_prior_r1', 0.1), ('L_infonce_prior1_r1', 1.0)):
+      config.runs[name] = ml_collections.ConfigDict(dict(
+          alpha=0.0, beta=1.0, gamma=gamma, estimator='infonce',
+          gradient_penalty=10.0))
     config.run_names = ('control', 'L_infonce', 'G_infonce', 'L_infonce_prior',
-                        'L_infonce_prior1', 'L_infonce_prior1_d10', 'L_jsd',
+                        'L_infonce_prior1', 'L_infonce_prior1_d10',
+                        'L_infonce_prior_r1', 'L_infonce_prior1_r1', 'L_jsd',
                         'L_dv', 'G_jsd', 'G_dv')
     config.train_examples = 20000
     config.probe_train_examples = 10000
@@ -107,6 +115,16 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     config.eval_batches = 10
     config.probe_steps = 200
     config.mlp_probe_steps = 1500
+    if variant == 'cpu_long':
+      # DIM(L) against DIM(G) at 2000 steps (6.4 epochs of the 20000 images):
+      # the global InfoNCE saturates at log K within 600 steps, the local one
+      # is still rising. Resumes the 600-step runs of :cpu when their
+      # checkpoints are copied into the workdir (resume is exact).
+      config.datasets = ('fashion_mnist', 'mnist')
+      config.run_names = ('control', 'L_infonce', 'G_infonce')
+      config.num_steps = 2000
+      config.eval_every = 2000
+      config.checkpoint_every = 200
   elif variant == 'tiny':
     config.step_loop = 'python'
     config.datasets = ('mnist',)
@@ -133,5 +151,5 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     config.mlp_probe_steps = 5
     config.mlp_probe_batch = 32
   elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'cpu', 'tiny'")
+    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'cpu', 'cpu_long', 'tiny'")
   return config
