@@ -17,7 +17,8 @@ the trained discriminator when γ > 0) and the test InfoNCE of the
 objective's scores.
 
 Outputs in --workdir: ``dim_table.csv``, ``dim_table.md`` (one table per data
-set, Table 1 layout) and ``dim.png`` (conv-feature accuracy per run).
+set, Table 1 layout), ``dim.png`` (conv-feature accuracy per run) and
+``dim_prior.png`` (W1 of σ(Y) to the prior during training).
 A rerun resumes unfinished runs and re-uses finished ones;
 ``--config.skip_unfinished=True`` only tabulates the finished ones.
 """
@@ -293,6 +294,32 @@ def plot(rows: list[dict], path: str) -> str:
   return path
 
 
+def plot_prior(workdir: str, rows: list[dict], path: str) -> str:
+  """W1(σ(Y), U[0,1]) per training step of every trained run, per data set:
+  how prior matching (γ > 0, with or without R1) moves σ(Y) against the
+  MI term alone."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  datasets = list(dict.fromkeys(r['dataset'] for r in rows))
+  fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4),
+                           squeeze=False)
+  for ax, dataset in zip(axes[0], datasets):
+    for r in (r for r in rows if r['dataset'] == dataset and int(r['steps']) > 0):
+      train = train_lib.read_metrics(os.path.join(workdir, dataset, r['run']),
+                                     'train')
+      ax.plot([t['step'] for t in train], [t['w1_prior'] for t in train],
+              label=f'{r["run"]} (γ={r["gamma"]})',
+              linestyle='-' if float(r['gamma']) else ':')
+    ax.set_xlabel('step'); ax.set_ylabel('W1(σ(Y), U[0,1]), train batches')
+    ax.set_title(dataset); ax.legend(fontsize=7)
+  fig.suptitle('Deep InfoMax: distance of σ(Y) to the prior during training')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
 def finished(run_dir: str, num_steps: int) -> bool:
   """Whether ``run_dir`` holds the final evaluation of a ``num_steps`` run."""
   if not os.path.exists(os.path.join(run_dir, 'metrics.jsonl')):
@@ -335,8 +362,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   with open(os.path.join(workdir, 'dim_table.md'), 'w') as f:
     f.write(table)
   path = plot(rows, os.path.join(workdir, 'dim.png'))
+  prior_path = plot_prior(workdir, rows, os.path.join(workdir, 'dim_prior.png'))
   print(table, flush=True)
-  print(f'wrote {path}', flush=True)
+  print(f'wrote {path} and {prior_path}', flush=True)
   return rows
 
 

@@ -37,6 +37,7 @@ def test_dim_tiny_mnist_writes_table_and_resumes(mnist_dir, tmp_path):
   markdown = (tmp_path / 'dim_table.md').read_text()
   assert '### mnist' in markdown and 'DIM(L) | jsd | 0.1' in markdown
   assert (tmp_path / 'dim.png').stat().st_size > 0
+  assert (tmp_path / 'dim_prior.png').stat().st_size > 0
   # A rerun re-uses the finished runs: same table.
   again = dim_experiment.run(config, str(tmp_path))
   assert [r['conv_linear'] for r in again] == [r['conv_linear'] for r in rows]
