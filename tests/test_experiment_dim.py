@@ -81,5 +81,11 @@ def test_dim_config_variants():
   assert len(full.runs) == 13
   assert full.runs.L_infonce_prior.gamma == 0.1 and full.runs.G_dv_prior.gamma == 1.0
   assert dim_experiment.run_names(full)[0] == 'control'
-  with pytest.raises(ValueError, match="valid: '', 'cpu', 'tiny'"):
+  cpu = dim_config.get_config('cpu')
+  assert cpu.runs.L_infonce_prior1_r1.gradient_penalty == 10.0
+  assert set(dim_experiment.run_names(cpu)) <= set(cpu.runs.keys())
+  long = dim_config.get_config('cpu_long')
+  assert long.num_steps == 2000 and long.critic_units == cpu.critic_units
+  assert dim_experiment.run_names(long) == ['control', 'L_infonce', 'G_infonce']
+  with pytest.raises(ValueError, match="valid: '', 'cpu', 'cpu_long', 'tiny'"):
     dim_config.get_config('huge')
