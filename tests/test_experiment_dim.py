@@ -77,8 +77,11 @@ def test_dim_unknown_run_name_lists_valid_ones():
 
 def test_dim_config_variants():
   full = dim_config.get_config()
-  # The full grid: control + {G, L} x {infonce, jsd, dv} x {prior, no prior}.
-  assert len(full.runs) == 13
+  # The full grid: control + {G, L} x {infonce, jsd, dv} x {prior, no prior}
+  # + {G, L} InfoNCE with prior and R1.
+  assert len(full.runs) == 15
+  assert full.runs.G_infonce_prior_r1.gradient_penalty == 10.0
+  assert full.runs.L_infonce_prior.get('gradient_penalty', 0.0) == 0.0
   assert full.runs.L_infonce_prior.gamma == 0.1 and full.runs.G_dv_prior.gamma == 1.0
   assert dim_experiment.run_names(full)[0] == 'control'
   cpu = dim_config.get_config('cpu')
