@@ -232,6 +232,7 @@ def _last_eval(run_dir: str) -> dict:
 def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
   """Trains (or resumes) one run; returns its table row."""
   run_dir = os.path.join(workdir, dataset, name)
+  done_before = finished(run_dir, config.num_steps)
   t0 = time.time()
   if config.num_steps == 0 and 'energy_prior' in _last_eval(run_dir):
     model_state = None   # the control's one evaluation is complete: reuse it
@@ -239,7 +240,7 @@ def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
     model_state = train_lib.train(config, make_task(config, *splits), run_dir)
   wall = time.time() - t0
   timing_path = os.path.join(run_dir, 'train_seconds.json')
-  if os.path.exists(timing_path) and wall < 5:   # finished before: keep its time
+  if done_before and os.path.exists(timing_path):   # keep the training's time
     with open(timing_path) as f:
       wall = json.load(f)['train_seconds']
   else:
