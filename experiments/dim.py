@@ -314,17 +314,20 @@ def plot_prior(workdir: str, rows: list[dict], path: str) -> str:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   datasets = list(dict.fromkeys(r['dataset'] for r in rows))
-  fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4),
+  fig, axes = plt.subplots(1, len(datasets), figsize=(7.5 * len(datasets), 4),
                            squeeze=False)
+  colors = plt.get_cmap('tab20').colors
   for ax, dataset in zip(axes[0], datasets):
-    for r in (r for r in rows if r['dataset'] == dataset and int(r['steps']) > 0):
+    trained = [r for r in rows if r['dataset'] == dataset and int(r['steps']) > 0]
+    for k, r in enumerate(trained):
       train = train_lib.read_metrics(os.path.join(workdir, dataset, r['run']),
                                      'train')
       ax.plot([t['step'] for t in train], [t['w1_prior'] for t in train],
-              label=f'{r["run"]} (γ={r["gamma"]})',
+              label=f'{r["run"]} (γ={r["gamma"]})', color=colors[k % 20],
               linestyle='-' if float(r['gamma']) else ':')
     ax.set_xlabel('step'); ax.set_ylabel('W1(σ(Y), U[0,1]), train batches')
-    ax.set_title(dataset); ax.legend(fontsize=7)
+    ax.set_title(dataset)
+    ax.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.0, 0.5))
   fig.suptitle('Deep InfoMax: distance of σ(Y) to the prior during training')
   fig.tight_layout()
   fig.savefig(path, dpi=120)
