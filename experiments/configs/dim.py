@@ -13,9 +13,13 @@ one hidden layer of 200 (Adam) on conv / fc / Y.
   # paper, here 20000 steps per run on MNIST / Fashion-MNIST / CIFAR-10):
   python -m experiments.dim --config=experiments/configs/dim.py --workdir=runs/dim
   # CPU variant: MNIST and Fashion-MNIST offline, 20000 train images, 600
-  # steps per run, 512-unit critics, probes on 10000 train images, 8 runs:
+  # steps per run, 512-unit critics, probes on 10000 train images, 12 runs:
   python -m experiments.dim --config=experiments/configs/dim.py:cpu \
       --workdir=runs/dim_cpu
+  # DIM(L) vs DIM(G) InfoNCE at 2000 steps (copy the :cpu run folders of
+  # control, L_infonce and G_infonce into the workdir to resume from 600):
+  python -m experiments.dim --config=experiments/configs/dim.py:cpu_long \
+      --workdir=runs/dim_cpu_long
   # CI smoke size:
   ... --config=experiments/configs/dim.py:tiny
 
