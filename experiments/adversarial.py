@@ -32,6 +32,7 @@ import ml_collections
 from ml_collections import config_flags
 import optax
 
+from infomax_jax import runs
 from infomax_jax import data as data_lib
 from infomax_jax import encoders
 from infomax_jax import probes
@@ -160,7 +161,7 @@ def plot(workdir: str, config: ml_collections.ConfigDict) -> str:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  evals = train_lib.read_metrics(workdir, 'eval')
+  evals = runs.read_metrics(workdir, 'eval')
   steps = [r['step'] for r in evals]
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   ax.plot(steps, [r['probe_accuracy'] for r in evals], 'o-',

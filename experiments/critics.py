@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 
+from infomax_jax import runs
 from infomax_jax import data as data_lib
 from infomax_jax import train as train_lib
 from infomax_jax import twoview
@@ -117,7 +118,7 @@ def run_grid(base: ml_collections.ConfigDict, workdir: str,
     train_lib.train(config, task, run_dir)
     wall = time.time() - t0
     twoview.plot(run_dir, f'{name}: {title(config)}', f'{name}.png')
-    last = train_lib.read_metrics(run_dir, 'eval')[-1]
+    last = runs.read_metrics(run_dir, 'eval')[-1]
     summary['runs'][name] = {**last, 'wall_seconds': wall}
     print(f'{name}: {last} ({wall / 60:.1f} min)', flush=True)
   with open(os.path.join(workdir, 'summary.json'), 'w') as f:
@@ -145,7 +146,7 @@ def plot_grid(workdir: str, rows: dict[str, dict[str, str]],
   for row, (row_title, lines) in zip(axes, rows.items()):
     for ax, (key, label) in zip(row, panels):
       for line_label, name in lines.items():
-        evals = train_lib.read_metrics(os.path.join(workdir, name), 'eval')
+        evals = runs.read_metrics(os.path.join(workdir, name), 'eval')
         ax.plot([r['step'] for r in evals], [r[key] for r in evals], 'o-',
                 ms=3, label=line_label)
         if key == 'probe_accuracy' and 'baseline_clean_pixels' in evals[-1]:

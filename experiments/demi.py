@@ -15,7 +15,7 @@ Writes to ``--workdir``:
                     run resumes from its checkpoint; a run whose metrics hold
                     the final evaluation is skipped).
   metrics.csv       every run's training (mean over each chunk) and evaluation
-                    records: run, method, true_mi, K, T, step, kind, estimate,
+                    records: run, method, true_mi, K, T, step, split, estimate,
                     term_1..term_T, ess_2..ess_T.
   timings.csv       wall-clock seconds and steps/s per run.
   summary.csv / summary.md  final held-out estimates (mean over fresh batches)
@@ -42,6 +42,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from infomax_jax import runs
 from infomax_jax import bounds
 from infomax_jax import demi
 from infomax_jax import registry
@@ -223,7 +224,7 @@ def _final_eval(run_dir: str) -> dict[str, float]:
   """The last evaluation record of a run ({} if there is none yet)."""
   if not os.path.exists(os.path.join(run_dir, 'metrics.jsonl')):
     return {}
-  evals = train.read_metrics(run_dir, 'eval')
+  evals = runs.read_metrics(run_dir, 'eval')
   return evals[-1] if evals else {}
 
 
@@ -232,10 +233,10 @@ def _collect_metrics(config, workdir: str) -> list[dict[str, Any]]:
   max_terms = max(config.num_subviews)
   for s, method in _runs(config):
     name = s.run_name(method)
-    for r in train.read_metrics(os.path.join(workdir, 'runs', name)):
+    for r in runs.read_metrics(os.path.join(workdir, 'runs', name)):
       row = {'run': name, 'method': method, 'true_mi': s.true_mi,
              'K': s.batch_size, 'T': 1 if method == 'infonce' else s.num_subviews,
-             'step': r['step'], 'kind': r['kind'], 'estimate': r['estimate']}
+             'step': r['step'], 'split': r['split'], 'estimate': r['estimate']}
       for t in range(1, max_terms + 1):
         row[f'term_{t}'] = r.get(f'term_{t}', '')
       for t in range(2, max_terms + 1):
@@ -347,7 +348,7 @@ def plot(config, metrics: Sequence[dict], path: str, terms_path: str) -> None:
             'demi_reweight': 'C3'}
 
   def series(run, key):
-    rs = [r for r in metrics if r['run'] == run and r['kind'] == 'train'
+    rs = [r for r in metrics if r['run'] == run and r['split'] == 'train'
           and r[key] != '']
     return [r['step'] for r in rs], [float(r[key]) for r in rs]
 

@@ -39,6 +39,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from infomax_jax import runs
 from infomax_jax import data as data_lib
 from infomax_jax import demi
 from infomax_jax import encoders
@@ -182,7 +183,7 @@ def _plot(config, workdir: str, path: str) -> None:
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   baselines = {}
   for i, method in enumerate(config.methods):
-    evals = train_lib.read_metrics(os.path.join(workdir, 'runs', method), 'eval')
+    evals = runs.read_metrics(os.path.join(workdir, 'runs', method), 'eval')
     steps = [r['step'] for r in evals]
     axes[0].plot(steps, [r['mi_test'] for r in evals], 'o-', color=f'C{i}',
                  label=f'{LABELS[method]} (test)')
@@ -238,7 +239,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
     walls.setdefault(method, time.time() - t0)
     with open(walls_path, 'w') as f:
       json.dump(walls, f)
-    final = train_lib.read_metrics(run_dir, 'eval')[-1]
+    final = runs.read_metrics(run_dir, 'eval')[-1]
     rows.append({'method': method, 'steps': final['step'],
                  'probe_accuracy': final['probe_accuracy'],
                  'mi_test': final['mi_test'], 'mi_train': final['mi_train'],

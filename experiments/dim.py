@@ -38,6 +38,7 @@ import numpy as np
 
 from experiments import csvio
 from experiments.critics import override
+from infomax_jax import runs
 from infomax_jax import data as data_lib
 from infomax_jax import dim as dim_lib
 from infomax_jax import probes
@@ -200,8 +201,8 @@ def _add_prior_distance(config, state, splits, run_dir, last) -> dict:
   else:
     added = {'energy_prior': energy_to_prior(config, test_y)}
   last = {**last, **added}
-  records = train_lib.read_metrics(run_dir)
-  index = max(i for i, r in enumerate(records) if r['kind'] == 'eval'
+  records = runs.read_metrics(run_dir)
+  index = max(i for i, r in enumerate(records) if r['split'] == 'eval'
               and r['step'] == last['step'])
   records[index] = last
   with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
@@ -225,7 +226,7 @@ def _last_eval(run_dir: str) -> dict:
   """The last non-empty evaluation record of ``run_dir`` ({} if none)."""
   if not os.path.exists(os.path.join(run_dir, 'metrics.jsonl')):
     return {}
-  records = [r for r in train_lib.read_metrics(run_dir, 'eval') if len(r) > 2]
+  records = [r for r in runs.read_metrics(run_dir, 'eval') if len(r) > 2]
   return records[-1] if records else {}
 
 
@@ -320,7 +321,7 @@ def plot_prior(workdir: str, rows: list[dict], path: str) -> str:
   for ax, dataset in zip(axes[0], datasets):
     trained = [r for r in rows if r['dataset'] == dataset and int(r['steps']) > 0]
     for k, r in enumerate(trained):
-      train = train_lib.read_metrics(os.path.join(workdir, dataset, r['run']),
+      train = runs.read_metrics(os.path.join(workdir, dataset, r['run']),
                                      'train')
       ax.plot([t['step'] for t in train], [t['w1_prior'] for t in train],
               label=f'{r["run"]} (γ={r["gamma"]})', color=colors[k % 20],
@@ -340,7 +341,7 @@ def finished(run_dir: str, num_steps: int) -> bool:
   if not os.path.exists(os.path.join(run_dir, 'metrics.jsonl')):
     return False
   return any(r['step'] == num_steps and len(r) > 2
-             for r in train_lib.read_metrics(run_dir, 'eval'))
+             for r in runs.read_metrics(run_dir, 'eval'))
 
 
 def run_names(config) -> list[str]:

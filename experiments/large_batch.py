@@ -44,6 +44,7 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from infomax_jax import runs
 from infomax_jax import bounds
 from infomax_jax import contrastive
 from infomax_jax import critics
@@ -168,7 +169,7 @@ def train_critic(config, level: float, rho: float, k: int, mesh,
     with open(timing_path) as f:
       timing = json.load(f)
   else:
-    records = train.read_metrics(run_dir, 'train')
+    records = runs.read_metrics(run_dir, 'train')
     # Steady state: from the second evaluation point on (compiled by then).
     steps = sorted(s for s in clock if s > 0)
     rate = ((steps[-1] - steps[0]) / (clock[steps[-1]] - clock[steps[0]])

@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
+from infomax_jax import runs
 from infomax_jax import bounds
 from infomax_jax import critics
 from infomax_jax import registry
@@ -127,7 +128,7 @@ def plot(workdir: str, runs: list[str], mi: float, filename: str = 'noniid.png')
 
   fig, ax = plt.subplots(figsize=(6, 4))
   for name in runs:
-    evals = train_lib.read_metrics(os.path.join(workdir, name), 'eval')
+    evals = runs.read_metrics(os.path.join(workdir, name), 'eval')
     sampling, bound = name.split('_', 1)
     ax.plot([r['step'] for r in evals], [r['mi_test'] for r in evals],
             '-' if sampling == 'noniid' else '--',
@@ -156,7 +157,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       t0 = time.time()
       train_lib.train(config, make_task(config, sampling, bound),
                       os.path.join(workdir, name))
-      last = train_lib.read_metrics(os.path.join(workdir, name), 'eval')[-1]
+      last = runs.read_metrics(os.path.join(workdir, name), 'eval')[-1]
       summary['runs'][name] = {
           'mi_test': last['mi_test'], 'mi_test_std': last['mi_test_std'],
           'exceeds_true_mi': last['mi_test'] > mi,

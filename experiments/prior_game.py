@@ -33,6 +33,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from experiments.critics import override
+from infomax_jax import runs
 from infomax_jax import dim as dim_lib
 from infomax_jax import encoders
 from infomax_jax import probes
@@ -111,7 +112,7 @@ def plot(workdir: str, names: list[str], path: str) -> str:
   fig, axes = plt.subplots(1, len(MEASURES), figsize=(5 * len(MEASURES), 3.6))
   for ax, measure in zip(axes, MEASURES):
     for name in names:
-      records = train_lib.read_metrics(os.path.join(workdir, name), 'eval')
+      records = runs.read_metrics(os.path.join(workdir, name), 'eval')
       ax.plot([r['step'] for r in records], [r[measure] for r in records],
               marker='o', label=name)
     ax.set_xlabel('step'); ax.set_title(measure); ax.legend()
@@ -133,7 +134,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run_config = override(config, gradient_penalty=float(penalty))
     t0 = time.time()
     train_lib.train(run_config, make_task(run_config), os.path.join(workdir, name))
-    records = train_lib.read_metrics(os.path.join(workdir, name), 'eval')
+    records = runs.read_metrics(os.path.join(workdir, name), 'eval')
     summary[name] = {'initial': {k: records[0][k] for k in MEASURES},
                      'final': {k: records[-1][k] for k in MEASURES},
                      'wall_seconds': round(time.time() - t0, 1)}

@@ -53,6 +53,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from infomax_jax import runs
 from infomax_jax import bounds
 from infomax_jax import data as data_lib
 from infomax_jax import parallel
@@ -1380,7 +1381,7 @@ def _timed_train(config, task, workdir, mesh, verbose):
     if workdir is None:
       workdir = stack.enter_context(tempfile.TemporaryDirectory())
     state = train_lib.train(config, task, workdir, mesh=mesh, verbose=verbose)
-    records = train_lib.read_metrics(workdir, 'train')
+    records = runs.read_metrics(workdir, 'train')
   compile_s = train_lib.compile_seconds() - c0
   times = (time.perf_counter() - t0 - compile_s, compile_s,
            time.process_time() - p0)

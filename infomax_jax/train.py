@@ -11,8 +11,9 @@ to sample a batch on device, the loss, an optional evaluation hook) and calls
   host round-trip inside a step; one compilation for the whole run);
 * derives every step's randomness from ``fold_in(key, step)``, so a resumed run
   is the same run;
-* writes metrics as JSON lines to ``workdir/metrics.jsonl``, prints progress
-  with steps/s and ETA, stops with a message naming the metric and step when a
+* writes metrics through ``runs.MetricWriter`` (``metrics.jsonl`` + TensorBoard
+  events), prints progress with steps/s and ETA, adds its wall time to
+  ``timing.json``, stops with a message naming the metric and step when a
   value turns non-finite;
 * checkpoints with orbax every ``config.checkpoint_every`` steps and resumes
   automatically from the latest checkpoint in ``workdir``;
@@ -31,7 +32,6 @@ keep_checkpoints.
 """
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Callable, Optional
@@ -46,6 +46,7 @@ import orbax.checkpoint as ocp
 
 from infomax_jax import parallel
 from infomax_jax import registry
+from infomax_jax import runs
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
@@ -231,52 +232,6 @@ def compile_seconds() -> float:
   return _compile_total[0]
 
 
-def check_finite(record: dict[str, Any], where: str) -> None:
-  """Raises FloatingPointError naming the first non-finite value of ``record``."""
-  for name, value in record.items():
-    if isinstance(value, (float, int, np.floating, np.integer)) and not np.isfinite(value):
-      raise FloatingPointError(f'metric {name!r} became {value} {where}; stopping')
-
-
-class MetricsWriter:
-  """Appends JSON lines; on resume, drops lines written after the checkpoint.
-
-  ``enabled=False`` makes it a no-op (the other processes of a multi-process
-  run: one process writes the shared file).
-  """
-
-  def __init__(self, path: str, resume_step: Optional[int], enabled: bool = True):
-    self.path = path
-    self.enabled = enabled
-    if not enabled:
-      return
-    if resume_step is None:
-      open(path, 'w').close()
-    elif os.path.exists(path):
-      with open(path) as f:
-        kept = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
-      with open(path, 'w') as f:
-        f.writelines(kept)
-
-  def write(self, record: dict[str, Any]) -> None:
-    if not self.enabled:
-      return
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
-
-
-def read_metrics(workdir: str, kind: Optional[str] = None) -> list[dict[str, Any]]:
-  """The records of ``workdir/metrics.jsonl`` (optionally only one ``kind``)."""
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    records = [json.loads(l) for l in f if l.strip()]
-  return [r for r in records if kind is None or r['kind'] == kind]
-
-
-def _to_python(tree: dict[str, Any]) -> dict[str, Any]:
-  return {k: (float(v) if np.ndim(v) == 0 else np.asarray(v).tolist())
-          for k, v in tree.items()}
-
-
 def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
           mesh=None, verbose: bool = True) -> TrainState:
   """Trains ``task`` as configured, resuming from ``workdir`` if it holds a checkpoint.
@@ -314,16 +269,15 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
     state = ckpt.restore(resume_step, args=ocp.args.StandardRestore(abstract))
     log(f'resumed from the checkpoint at step {resume_step} in {workdir}')
-  writer = MetricsWriter(os.path.join(workdir, 'metrics.jsonl'), resume_step,
-                         enabled=primary)
+  writer = runs.MetricWriter(workdir, resume_step, enabled=primary)
 
   def evaluate(step):
     if task.evaluate is None:
       return
     t0 = time.time()
-    record = _to_python(task.evaluate(state.params, state.aux, step))
-    check_finite(record, f'in the evaluation at step {step}')
-    writer.write({'step': step, 'kind': 'eval', **record})
+    record = runs.to_python(task.evaluate(state.params, state.aux, step))
+    runs.check_finite(record, f'in the evaluation at step {step}')
+    writer.write(step, 'eval', record)
     shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items()
                      if isinstance(v, float))
     log(f'[eval] step {step}: {shown} ({time.time() - t0:.1f}s)', flush=True)
@@ -336,11 +290,12 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
     return task.stop is not None and bool(task.stop(state))
 
   step = int(state.step)
+  t_start, step_start, compile_start = time.time(), step, compile_seconds()
   if step == 0:
     evaluate(0)
   chunk = make_train_chunk(task, tx, mesh, config.log_every,
                            config.get('step_loop', 'scan'))
-  t_start, step_start = time.time(), step
+  progress = runs.Progress(config.num_steps, step)
   if step < config.num_steps and stopped():
     log(f'stopped early at step {step} (restored); nothing to train')
   while step < config.num_steps and not stopped():
@@ -353,13 +308,10 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
             f'metric {name!r} became {values[bad[0]]} at step '
             f'{step + bad[0] + 1} (training); stopping')
     step += config.log_every
-    record = {k: float(np.mean(v)) for k, v in metrics.items()}
-    writer.write({'step': step, 'kind': 'train', **record})
-    rate = (step - step_start) / max(time.time() - t_start, 1e-9)
-    eta = (config.num_steps - step) / max(rate, 1e-9)
-    shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items())
-    log(f'step {step}/{config.num_steps} {shown} | {rate:.1f} steps/s, '
-        f'ETA {eta / 60:.1f} min', flush=True)
+    record = writer.write(step, 'train',
+                          {k: float(np.mean(v)) for k, v in metrics.items()})
+    log(progress.line(step, {k: v for k, v in record.items()
+                             if k not in ('step', 'split')}), flush=True)
     last = step == config.num_steps or stopped()
     if last and step < config.num_steps:
       log(f'stopped early at step {step}', flush=True)
@@ -368,4 +320,9 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
     if step % config.checkpoint_every == 0 or last:
       save(step)
   ckpt.close()
+  writer.close()
+  if primary and step > step_start:
+    runs.add_time(workdir, time.time() - t_start, steps=step - step_start,
+                  compile_seconds=compile_seconds() - compile_start,
+                  reset=step_start == 0)
   return state

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from infomax_jax import runs
 from infomax_jax import bounds
 from infomax_jax import critics
 from infomax_jax import data as data_lib
@@ -204,7 +205,7 @@ def plot(workdir: str, title: str, filename: str, log_k: Optional[float] = None,
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  evals = train_lib.read_metrics(workdir, 'eval')
+  evals = runs.read_metrics(workdir, 'eval')
   steps = [r['step'] for r in evals]
   panels = 2 + len(extra_panels or [])
   fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))

@@ -15,6 +15,7 @@ from experiments import adversarial
 from experiments import conditioning
 from experiments.configs import adversarial as adversarial_config
 from experiments.configs import conditioning as conditioning_config
+from infomax_jax import runs
 from infomax_jax import train as train_lib
 
 _BASELINES = {'baseline_clean_pixels': 0.85, 'baseline_noisy_pixels': 0.84}
@@ -37,7 +38,7 @@ def test_conditioning_tiny_writes_percentiles_and_plot(tmp_path, mnist_dir):
   config.data_dir = str(mnist_dir)
   workdir = _workdir(tmp_path)
   conditioning.run(config, workdir)
-  evals = train_lib.read_metrics(workdir, 'eval')
+  evals = runs.read_metrics(workdir, 'eval')
   assert [r['step'] for r in evals] == [0, 20]
   for record in evals:
     values = [record[k] for k in conditioning.PERCENTILE_KEYS]
@@ -54,9 +55,9 @@ def test_adversarial_tiny_writes_probe_accuracy_and_plot(tmp_path, mnist_dir):
   config.data_dir = str(mnist_dir)
   workdir = _workdir(tmp_path)
   adversarial.run(config, workdir)
-  evals = train_lib.read_metrics(workdir, 'eval')
+  evals = runs.read_metrics(workdir, 'eval')
   assert [r['step'] for r in evals] == [0, 20]
   assert all(0 <= r['probe_accuracy'] <= 1 for r in evals)
-  trains = train_lib.read_metrics(workdir, 'train')
+  trains = runs.read_metrics(workdir, 'train')
   assert {'classifier_loss', 'classifier_accuracy', 'uniformity_loss'} <= set(trains[0])
   assert os.path.exists(os.path.join(workdir, 'adversarial.png'))

@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from experiments.configs import invertible as invertible_config
+from infomax_jax import runs
 from infomax_jax import train
 from infomax_jax import twoview
 
@@ -19,7 +20,7 @@ def test_tiny_run_writes_outputs_and_resumes(mnist_dir, tmp_path):
   for name in ('metrics.jsonl', 'baselines.json', 'invertible.png',
                'wall_time.json'):
     assert os.path.isfile(os.path.join(workdir, name)), name
-  evals = train.read_metrics(workdir, 'eval')
+  evals = runs.read_metrics(workdir, 'eval')
   assert [r['step'] for r in evals] == [0, config.num_steps]
   with open(os.path.join(workdir, 'baselines.json')) as f:
     baselines = json.load(f)
@@ -30,11 +31,11 @@ def test_tiny_run_writes_outputs_and_resumes(mnist_dir, tmp_path):
   assert abs(evals[0]['probe_accuracy'] - baselines['baseline_clean_pixels']) < 0.01
   # InfoNCE estimates are below log K.
   assert all(r['mi_train'] <= np.log(config.batch_size) for r in evals)
-  train_records = train.read_metrics(workdir, 'train')
+  train_records = runs.read_metrics(workdir, 'train')
   assert train_records[-1]['mi'] > train_records[0]['mi']   # it learns
 
   # Rerunning the same command resumes from the final checkpoint: no new steps.
-  all_records = train.read_metrics(workdir)
+  all_records = runs.read_metrics(workdir)
   twoview.run(config, workdir, title='tiny', filename='invertible.png')
-  assert train.read_metrics(workdir) == all_records
-  assert train.read_metrics(workdir, 'train') == train_records
+  assert runs.read_metrics(workdir) == all_records
+  assert runs.read_metrics(workdir, 'train') == train_records

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from infomax_jax import runs
 from infomax_jax import bounds
 from infomax_jax import contrastive
 from infomax_jax import parallel
@@ -415,7 +416,7 @@ def test_two_processes_compute_the_global_infonce(jobs, tmp_path):
       np.testing.assert_allclose(value, expected[key], rtol=2e-5, atol=2e-6,
                                  err_msg=key)
   # One process wrote the shared metrics file: one line per step.
-  assert ([m['step'] for m in train.read_metrics(str(out_dir / 'train'), 'train')]
+  assert ([m['step'] for m in runs.read_metrics(str(out_dir / 'train'), 'train')]
           == [1, 2])
   assert (out_dir / 'train' / 'checkpoints' / '2').is_dir()
 

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from infomax_jax import runs
 from infomax_jax import parallel
 from infomax_jax import train
 
@@ -65,8 +66,8 @@ def test_resume_is_bit_identical(tmp_path):
   np.testing.assert_array_equal(full.opt_state[0].mu['w'],
                                 resumed.opt_state[0].mu['w'])
   assert int(resumed.step) == 40
-  assert (train.read_metrics(str(tmp_path / 'full'))
-          == train.read_metrics(str(tmp_path / 'cut')))
+  assert (runs.read_metrics(str(tmp_path / 'full'))
+          == runs.read_metrics(str(tmp_path / 'cut')))
   # The regression actually converged (the loop trains).
   sgd = train.train(_config(optimizer='sgd'), _regression_task(),
                     str(tmp_path / 'sgd'), verbose=False)
@@ -76,10 +77,10 @@ def test_resume_is_bit_identical(tmp_path):
 def test_metrics_jsonl_layout(tmp_path):
   train.train(_config(num_steps=20), _regression_task(), str(tmp_path),
               verbose=False)
-  records = train.read_metrics(str(tmp_path))
-  assert [r['step'] for r in records if r['kind'] == 'train'] == [5, 10, 15, 20]
-  assert [r['step'] for r in records if r['kind'] == 'eval'] == [0, 10, 20]
-  assert all(np.isfinite(r['loss']) for r in records if r['kind'] == 'train')
+  records = runs.read_metrics(str(tmp_path))
+  assert [r['step'] for r in records if r['split'] == 'train'] == [5, 10, 15, 20]
+  assert [r['step'] for r in records if r['split'] == 'eval'] == [0, 10, 20]
+  assert all(np.isfinite(r['loss']) for r in records if r['split'] == 'train')
 
 
 def test_non_finite_metric_names_metric_and_step(tmp_path):
@@ -96,7 +97,7 @@ def test_non_finite_metric_names_metric_and_step(tmp_path):
   with pytest.raises(FloatingPointError, match=r"'bad' became nan at step 7"):
     train.train(_config(), task, str(tmp_path), verbose=False)
   # Everything logged before the failing chunk is on disk.
-  assert [r['step'] for r in train.read_metrics(str(tmp_path))] == [0, 5]
+  assert [r['step'] for r in runs.read_metrics(str(tmp_path))] == [0, 5]
 
 
 def test_config_checks(tmp_path):
@@ -154,12 +155,12 @@ def test_sample_takes_step_and_early_stop(tmp_path):
   config = _config(num_steps=200, learning_rate=0.05, eval_every=200,
                    checkpoint_every=200)
   state = train.train(config, task, str(tmp_path), verbose=False)
-  steps = [r['step'] for r in train.read_metrics(str(tmp_path), 'train')]
+  steps = [r['step'] for r in runs.read_metrics(str(tmp_path), 'train')]
   assert int(state.step) == steps[-1] < 200 and bool(state.aux['done'])
   # Chunk means of the step passed to sample: steps s - 5 .. s - 1.
-  assert [r['sampled_step'] for r in train.read_metrics(
+  assert [r['sampled_step'] for r in runs.read_metrics(
       str(tmp_path), 'train')] == [s - 3.0 for s in steps]
-  evals = train.read_metrics(str(tmp_path), 'eval')
+  evals = runs.read_metrics(str(tmp_path), 'eval')
   assert [r['step'] for r in evals] == [0, steps[-1]]
   # The stopped state was checkpointed: a rerun trains no further.
   again = train.train(config, task, str(tmp_path), verbose=False)

@@ -1,0 +1,59 @@
+"""The training block every config shares; ``configs/NAME.py`` overrides it.
+
+Field meanings (read by ``infomax_jax.train``):
+  seed              base seed: init, training keys and the fixed evaluation
+                    batches (``infomax_jax.evaluation.eval_key``) derive from it.
+  optimizer         'adam' or 'sgd'.
+  learning_rate     step size.
+  batch_size        global batch (sharded over the devices).
+  num_steps         optimisation steps.
+  log_every         steps per jitted chunk and per progress line / train record.
+  eval_every        steps between evaluations (a multiple of log_every).
+  checkpoint_every  steps between checkpoints (a multiple of log_every).
+"""
+
+from typing import Any, Sequence
+
+import ml_collections
+
+
+def training(config: ml_collections.ConfigDict | None = None,
+             **overrides: Any) -> ml_collections.ConfigDict:
+  """Adds the shared training fields to ``config`` (new if None), then ``overrides``."""
+  config = ml_collections.ConfigDict() if config is None else config
+  config.seed = 0
+  config.optimizer = 'adam'
+  config.learning_rate = 1e-4
+  config.batch_size = 128
+  config.num_steps = 1000
+  config.log_every = 100
+  config.eval_every = 1000
+  config.checkpoint_every = 1000
+  config.update(overrides)
+  return config
+
+
+def twoview_eval(config: ml_collections.ConfigDict, *, eval_batches: int = 20,
+                 probe_steps: int = 500) -> ml_collections.ConfigDict:
+  """The evaluation fields of the two-view (Tschannen et al.) experiments."""
+  config.eval_batches = eval_batches   # batches of batch_size for the MI estimates
+  config.probe_steps = probe_steps     # L-BFGS iterations of the linear probe
+  return config
+
+
+def smoke(config: ml_collections.ConfigDict, num_steps: int = 20,
+          **overrides: Any) -> ml_collections.ConfigDict:
+  """CI-sized schedule: ``num_steps`` steps in chunks of 10, evaluated and
+  checkpointed at the end (and every ``num_steps`` after)."""
+  config.num_steps = num_steps
+  config.log_every = min(10, num_steps) or 1
+  config.eval_every = num_steps or 1
+  config.checkpoint_every = num_steps or 1
+  config.update(overrides)
+  return config
+
+
+def unknown_variant(variant: str, valid: Sequence[str]) -> ValueError:
+  """The error of an unknown config variant, listing the valid ones."""
+  shown = ', '.join(repr(v) for v in valid)
+  return ValueError(f'unknown config variant {variant!r}; valid variants are: {shown}')

@@ -1,0 +1,81 @@
+"""CSV files and Markdown tables: one writer each, for every experiment."""
+
+import csv
+import os
+from typing import Any, Callable, Optional, Sequence, Union
+
+Format = Union[str, Callable[[Any], str], None]
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+  """Rows of ``path`` as dicts ([] when the file does not exist)."""
+  if not os.path.exists(path):
+    return []
+  with open(path, newline='') as f:
+    return list(csv.DictReader(f))
+
+
+def append_csv(path: str, fields: Sequence[str], rows: Sequence[dict]) -> None:
+  """Appends ``rows`` (only ``fields``), writing the header when the file is new."""
+  new = not os.path.exists(path) or os.path.getsize(path) == 0
+  with open(path, 'a', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction='ignore')
+    if new:
+      writer.writeheader()
+    writer.writerows(rows)
+
+
+def write_csv(path: str, fields: Sequence[str], rows: Sequence[dict]) -> None:
+  """Replaces ``path`` with ``rows`` (atomically)."""
+  tmp = path + '.tmp'
+  if os.path.exists(tmp):
+    os.remove(tmp)
+  append_csv(tmp, fields, rows)
+  os.replace(tmp, path)
+
+
+def _cell(value: Any, fmt: Format) -> str:
+  if value is None or value == '':
+    return '–'
+  if callable(fmt):
+    return fmt(value)
+  if fmt is not None:
+    try:
+      return format(float(value), fmt)
+    except (TypeError, ValueError):
+      return str(value)
+  if isinstance(value, float):
+    return f'{value:.4g}'
+  return str(value)
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str], *,
+                   headers: Optional[Sequence[str]] = None,
+                   formats: Optional[dict[str, Format]] = None) -> str:
+  """A GitHub Markdown table of ``rows`` (dicts) over ``columns``.
+
+  Args:
+    rows: one dict per row; a missing or empty value prints as '–'.
+    columns: the keys to show, in order.
+    headers: column titles (default: the keys).
+    formats: per column, a format spec for floats (e.g. '.3f') or a callable.
+  """
+  headers = list(headers or columns)
+  if len(headers) != len(columns):
+    raise ValueError(f'{len(columns)} columns but {len(headers)} headers')
+  formats = formats or {}
+  lines = ['| ' + ' | '.join(headers) + ' |',
+           '|' + '|'.join('---' for _ in columns) + '|']
+  for row in rows:
+    lines.append('| ' + ' | '.join(_cell(row.get(c), formats.get(c))
+                                   for c in columns) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def write_text(path: str, text: str) -> str:
+  """Writes ``text`` to ``path`` (atomically); returns ``path``."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+  return path
