@@ -12,7 +12,7 @@ loop step is one classifier step during the first ``warmup_steps``, then
 ``classifier_steps`` classifier steps followed by one encoder step; the
 classifier steps of a round share the round's batch (encoded once, which
 keeps a round at ~4 flow passes instead of ~13). Every evaluation trains a
-fresh linear probe (``probes.linear_probe``) on g(train tops) and reports its
+fresh linear probe (``evaluation.linear_probe``) on g(train tops) and reports its
 test accuracy beside the pixel baselines. Writes metrics.jsonl,
 baselines.json, checkpoints/ and adversarial.png to --workdir; rerunning the
 same command resumes from the last checkpoint.
@@ -35,7 +35,7 @@ import optax
 from infomax_jax import runs
 from infomax_jax import data as data_lib
 from infomax_jax import encoders
-from infomax_jax import probes
+from infomax_jax import evaluation
 from infomax_jax import train as train_lib
 from infomax_jax import twoview
 
@@ -140,7 +140,7 @@ def make_task(config: ml_collections.ConfigDict, train_views: twoview.Views,
     del aux, step
     train_codes = encode(params['encoder'], train_tops)
     test_codes = encode(params['encoder'], test_tops)
-    probe = probes.linear_probe(train_codes, train_views.labels, test_codes,
+    probe = evaluation.linear_probe(train_codes, train_views.labels, test_codes,
                                 test_views.labels, steps=config.probe_steps)
     logits = classifier.apply({'params': params['classifier']}, test_codes)
     adversary = jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(test_views.labels))

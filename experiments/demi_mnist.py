@@ -11,7 +11,7 @@ f_t(x, y) = g1(x)^T W_t g2(y) (shared encoders, one W_t per chain-rule term):
 the conditional term with in-batch negatives resampled with weights
 exp f_1(x', y_j) (``infomax_jax.demi.estimate_terms``). Training goes through
 ``infomax_jax.train.train``; each evaluation reports held-out estimates and the
-linear-probe test accuracy of g1(top) (``infomax_jax.probes``).
+linear-probe test accuracy of g1(top) (``infomax_jax.evaluation``).
 
   python -m experiments.demi_mnist --config=experiments/configs/demi_mnist.py \
       --workdir=/tmp/demi_mnist
@@ -43,7 +43,7 @@ from infomax_jax import runs
 from infomax_jax import data as data_lib
 from infomax_jax import demi
 from infomax_jax import encoders
-from infomax_jax import probes
+from infomax_jax import evaluation
 from infomax_jax import registry
 from infomax_jax import train as train_lib
 from infomax_jax import twoview
@@ -164,7 +164,7 @@ def make_task(config, method: str, train_views: twoview.Views,
     test_est = jax.device_get(estimate(params, test_images))
     record = {'mi_train': float(train_est['mi']), 'mi_test': float(test_est['mi'])}
     record.update({f'{k}_test': float(v) for k, v in test_est.items() if k != 'mi'})
-    probe = probes.linear_probe(encode(params, train_tops), train_views.labels,
+    probe = evaluation.linear_probe(encode(params, train_tops), train_views.labels,
                                 encode(params, test_tops), test_views.labels,
                                 steps=config.probe_steps)
     record['probe_accuracy'] = float(probe['accuracy'])

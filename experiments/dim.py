@@ -41,7 +41,7 @@ from experiments.critics import override
 from infomax_jax import runs
 from infomax_jax import data as data_lib
 from infomax_jax import dim as dim_lib
-from infomax_jax import probes
+from infomax_jax import evaluation
 from infomax_jax import train as train_lib
 
 FEATURES = ('conv', 'fc', 'y')
@@ -75,7 +75,7 @@ def energy_to_prior(config, test_y) -> float:
   where the C2ST accuracy saturates at 1."""
   enc = jax.nn.sigmoid(test_y[:config.get('energy_examples', 2000)])
   prior = dim_lib.prior_sample(jax.random.PRNGKey(config.seed + 37), enc.shape)
-  return float(dim_lib.energy_distance(enc, prior))
+  return float(evaluation.energy_distance(enc, prior))
 
 
 def prior_distance(config, train_y, n_train: int, test_y) -> dict[str, float]:
@@ -97,13 +97,13 @@ def prior_distance(config, train_y, n_train: int, test_y) -> dict[str, float]:
   prior_train = dim_lib.prior_sample(k_train, enc_train.shape)
   prior_test = dim_lib.prior_sample(k_test, enc_test.shape)
   labels = lambda n: np.concatenate([np.zeros(n, np.int32), np.ones(n, np.int32)])
-  c2st = probes.mlp_probe(
+  c2st = evaluation.mlp_probe(
       jnp.concatenate([enc_train, prior_train]), labels(enc_train.shape[0]),
       jnp.concatenate([enc_test, prior_test]), labels(enc_test.shape[0]),
       hidden_size=config.mlp_probe_hidden, steps=config.mlp_probe_steps,
       batch_size=config.mlp_probe_batch,
       learning_rate=config.mlp_probe_learning_rate)['accuracy']
-  return {'w1_prior': float(dim_lib.wasserstein_to_uniform(enc_test)),
+  return {'w1_prior': float(evaluation.wasserstein_to_uniform(enc_test)),
           'energy_prior': energy_to_prior(config, test_y),
           'c2st_accuracy': float(c2st)}
 
@@ -156,9 +156,9 @@ def make_task(config, train_data, test_data) -> train_lib.Task:
     test_feats = encode(params, stats, test_images_dev)
     for name in FEATURES:
       args = (train_feats[name], probe_labels, test_feats[name], test_labels)
-      record[f'{name}_linear'] = probes.linear_probe(
+      record[f'{name}_linear'] = evaluation.linear_probe(
           *args, steps=config.probe_steps)['accuracy']
-      record[f'{name}_mlp'] = probes.mlp_probe(
+      record[f'{name}_mlp'] = evaluation.mlp_probe(
           *args, hidden_size=config.mlp_probe_hidden,
           steps=config.mlp_probe_steps, batch_size=config.mlp_probe_batch,
           learning_rate=config.mlp_probe_learning_rate)['accuracy']

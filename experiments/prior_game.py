@@ -36,7 +36,7 @@ from experiments.critics import override
 from infomax_jax import runs
 from infomax_jax import dim as dim_lib
 from infomax_jax import encoders
-from infomax_jax import probes
+from infomax_jax import evaluation
 from infomax_jax import train as train_lib
 
 MEASURES = ('w1_prior', 'energy_prior', 'c2st_accuracy')
@@ -66,14 +66,14 @@ def measures(config, encoded: jax.Array, key: jax.Array) -> dict[str, float]:
   n = encoded.shape[0] // 2
   prior = dim_lib.prior_sample(key, encoded.shape)
   labels = np.concatenate([np.zeros(n, np.int32), np.ones(n, np.int32)])
-  c2st = probes.mlp_probe(
+  c2st = evaluation.mlp_probe(
       jnp.concatenate([encoded[:n], prior[:n]]), labels,
       jnp.concatenate([encoded[n:], prior[n:]]), labels,
       hidden_size=config.c2st_hidden, steps=config.c2st_steps,
       batch_size=config.c2st_batch, learning_rate=config.c2st_learning_rate)
   m = config.energy_examples
-  return {'w1_prior': float(dim_lib.wasserstein_to_uniform(encoded[n:])),
-          'energy_prior': float(dim_lib.energy_distance(encoded[n:n + m],
+  return {'w1_prior': float(evaluation.wasserstein_to_uniform(encoded[n:])),
+          'energy_prior': float(evaluation.energy_distance(encoded[n:n + m],
                                                         prior[n:n + m])),
           'c2st_accuracy': float(c2st['accuracy'])}
 

@@ -9,7 +9,10 @@ Modules:
   encoders       MLP, residual MLP, ConvNet, the DIM conv encoder.
   dim            Deep InfoMax: local/global objectives, encode-and-dot critics,
                  adversarial prior matching.
-  data, probes   image data (tfds or local files), views, linear / MLP probes.
+  data           image data (tfds or local files), views.
+  evaluation     fixed evaluation keys, linear / MLP probes, W1 / energy / C2ST.
+  runs           the run layer: metrics (jsonl + TensorBoard), timing, tables,
+                 plots, the experiments' entry point.
   train          config-driven training loop with checkpoints and exact resume.
   parallel       device mesh and shardings for data-parallel training.
   twoview        two-view (top/bottom half) MI maximization of Tschannen et al.

@@ -42,6 +42,7 @@ import optax
 
 from infomax_jax import bounds
 from infomax_jax import encoders
+from infomax_jax import evaluation
 from infomax_jax import registry
 
 Array = jax.Array
@@ -195,65 +196,6 @@ def discriminator_accuracy(d_prior: Array, d_encoded: Array) -> Array:
   return 0.5 * (jnp.mean(d_prior > 0) + jnp.mean(d_encoded < 0))
 
 
-def wasserstein_to_uniform(v: Array) -> Array:
-  """Mean over dimensions of the exact W1 distance of v[:, d] to U[0, 1].
-
-  W1 = ∫_0^1 |F_n^{-1}(u) − u| du, with the empirical quantile function equal
-  to the i-th order statistic on [i/n, (i+1)/n); each piece integrates in
-  closed form. 0 iff the sample's quantiles match the prior's.
-
-  Args:
-    v: (N, D) samples in any range (σ(Y) lies in [0, 1]).
-  """
-  if v.ndim != 2:
-    raise ValueError(f'wasserstein_to_uniform expects (N, D), got {v.shape}')
-  n = v.shape[0]
-  c = jnp.sort(v, axis=0)
-  a = (jnp.arange(n) / n)[:, None]
-  b = a + 1.0 / n
-  below = ((a + b) / 2 - c) * (b - a)          # c <= a
-  above = (c - (a + b) / 2) * (b - a)          # c >= b
-  inside = ((c - a) ** 2 + (b - c) ** 2) / 2   # a < c < b
-  piece = jnp.where(c <= a, below, jnp.where(c >= b, above, inside))
-  return jnp.mean(jnp.sum(piece, axis=0))
-
-
-def _mean_distance(a: Array, b: Array, exclude_diagonal: bool) -> Array:
-  """Mean Euclidean distance over the pairs (a_i, b_j) (i ≠ j if asked).
-
-  Exact differences, row blocks at a time (the |a|² + |b|² − 2ab expansion
-  loses ~1e-3 to float32 rounding on near-equal points).
-  """
-  row = lambda a_i: jnp.sqrt(jnp.sum((a_i - b) ** 2, axis=-1))
-  dist = jax.lax.map(row, a, batch_size=min(a.shape[0], 128))
-  if exclude_diagonal:
-    n = a.shape[0]
-    return (jnp.sum(dist) - jnp.sum(jnp.diag(dist))) / (n * (n - 1))
-  return jnp.mean(dist)
-
-
-def energy_distance(x: Array, v: Array) -> Array:
-  """Energy distance (Székely & Rizzo 2013) between two samples, unbiased.
-
-  ``2 E||X − V|| − E||X − X'|| − E||V − V'||`` with U-statistics for the
-  within-sample terms. The population value is >= 0 and 0 iff the two
-  distributions are equal; unlike a classifier's accuracy it does not
-  saturate, so it grades how far σ(Y) is from the prior jointly over all
-  dimensions (the marginal W1 cannot see dependence between them). In 1-D
-  it equals ``2 ∫ (F_X − F_V)² dt``.
-
-  Args:
-    x: (N, D) sample, N >= 2.
-    v: (M, D) sample, M >= 2.
-  """
-  if x.ndim != 2 or v.ndim != 2 or x.shape[1] != v.shape[1] or min(
-      x.shape[0], v.shape[0]) < 2:
-    raise ValueError(f'energy_distance expects (N, D) and (M, D) samples with '
-                     f'N, M >= 2, got shapes {x.shape} and {v.shape}')
-  return (2.0 * _mean_distance(x, v, False) - _mean_distance(x, x, True)
-          - _mean_distance(v, v, True))
-
-
 def mi_terms(out: dict[str, Array], *, estimator: str, alpha: float,
              beta: float) -> tuple[Array, dict[str, Array]]:
   """α Î_G + β Î_L on the model's scores, and metrics (the terms, plus InfoNCE).
@@ -362,7 +304,7 @@ def make_update(model: DeepInfoMax, discriminator: PriorDiscriminator,
     grads = {'model': model_grads, 'disc': disc_grads}
     updates, opt_state = tx.update(grads, state.opt_state, params)
     params = optax.apply_updates(params, updates)
-    metrics = {'loss': loss, 'w1_prior': wasserstein_to_uniform(encoded),
+    metrics = {'loss': loss, 'w1_prior': evaluation.wasserstein_to_uniform(encoded),
                **metrics}
     return state.replace(params=params, opt_state=opt_state, aux=stats), metrics
 

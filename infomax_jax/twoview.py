@@ -30,7 +30,7 @@ from infomax_jax import bounds
 from infomax_jax import critics
 from infomax_jax import data as data_lib
 from infomax_jax import encoders
-from infomax_jax import probes
+from infomax_jax import evaluation
 from infomax_jax import registry
 from infomax_jax import train as train_lib
 
@@ -164,7 +164,7 @@ def make_task(config, train_views: Views, test_views: Views, *,
         'mi_train': estimate(params, train_images),
         'mi_test': estimate(params, test_images),
     }
-    probe = probes.linear_probe(
+    probe = evaluation.linear_probe(
         encode(params, train_tops), train_views.labels,
         encode(params, test_tops), test_views.labels,
         steps=config.get('probe_steps', 500))
@@ -184,9 +184,9 @@ def pixel_baselines(config, train_views: Views, test_views: Views) -> dict:
   train_tops, test_tops = train_views.tops(), test_views.tops()
   key_train, key_test = jax.random.split(jax.random.PRNGKey(config.seed + 777))
   steps = config.get('probe_steps', 500)
-  clean = probes.linear_probe(train_tops, train_views.labels, test_tops,
+  clean = evaluation.linear_probe(train_tops, train_views.labels, test_tops,
                               test_views.labels, steps=steps)['accuracy']
-  noisy = probes.linear_probe(
+  noisy = evaluation.linear_probe(
       data_lib.add_noise(key_train, train_tops, config.noise_std),
       train_views.labels,
       data_lib.add_noise(key_test, test_tops, config.noise_std),

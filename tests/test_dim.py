@@ -10,6 +10,7 @@ import pytest
 
 from infomax_jax import bounds
 from infomax_jax import dim
+from infomax_jax import evaluation
 from infomax_jax import encoders
 from infomax_jax import train
 
@@ -173,12 +174,12 @@ def test_wasserstein_to_uniform_closed_forms():
   n = 8
   midpoints = ((np.arange(n) + 0.5) / n)[:, None]
   # Each midpoint is within its own quantile cell: W1 = 1 / (4n).
-  np.testing.assert_allclose(dim.wasserstein_to_uniform(jnp.asarray(midpoints)),
+  np.testing.assert_allclose(evaluation.wasserstein_to_uniform(jnp.asarray(midpoints)),
                              1 / (4 * n), rtol=1e-6)
   # All mass at 0: W1 = E|U - 0| = 1/2; at 1: 1/2; at 1/2: 1/4.
   for value, expected in ((0.0, 0.5), (1.0, 0.5), (0.5, 0.25)):
     v = jnp.full((n, 2), value)
-    np.testing.assert_allclose(dim.wasserstein_to_uniform(v), expected, rtol=1e-6)
+    np.testing.assert_allclose(evaluation.wasserstein_to_uniform(v), expected, rtol=1e-6)
 
 
 def test_wasserstein_to_uniform_quadrature():
@@ -186,7 +187,7 @@ def test_wasserstein_to_uniform_quadrature():
   u = (np.arange(200000) + 0.5) / 200000
   quantiles = np.sort(v, axis=0)[np.floor(u * 37).astype(int)]
   expected = np.mean(np.mean(np.abs(quantiles - u[:, None]), axis=0))
-  np.testing.assert_allclose(dim.wasserstein_to_uniform(jnp.asarray(v)),
+  np.testing.assert_allclose(evaluation.wasserstein_to_uniform(jnp.asarray(v)),
                              expected, rtol=1e-4)
 
 
@@ -196,11 +197,11 @@ def test_energy_distance_closed_form():
   # of |k - l|/m is (m + 1)/(3m); so the energy is 2/3 - 1/(3m).
   m = 4000
   grid = jnp.asarray(((np.arange(m) + 0.5) / m)[:, None], jnp.float32)
-  np.testing.assert_allclose(dim.energy_distance(jnp.zeros((50, 1)), grid),
+  np.testing.assert_allclose(evaluation.energy_distance(jnp.zeros((50, 1)), grid),
                              2 / 3 - 1 / (3 * m), rtol=1e-5)
   # Equal samples: exactly zero up to the U-statistics' diagonal terms.
   v = jax.random.uniform(jax.random.PRNGKey(0), (300, 5))
-  assert abs(float(dim.energy_distance(v, v))) < 0.01
+  assert abs(float(evaluation.energy_distance(v, v))) < 0.01
 
 
 def test_energy_distance_brute_force():
@@ -210,15 +211,15 @@ def test_energy_distance_brute_force():
   xv = np.mean([dist(a, b) for a in x for b in v])
   xx = np.mean([dist(x[i], x[j]) for i in range(23) for j in range(23) if i != j])
   vv = np.mean([dist(v[i], v[j]) for i in range(17) for j in range(17) if i != j])
-  got = dim.energy_distance(jnp.asarray(x, jnp.float32), jnp.asarray(v, jnp.float32))
+  got = evaluation.energy_distance(jnp.asarray(x, jnp.float32), jnp.asarray(v, jnp.float32))
   np.testing.assert_allclose(got, 2 * xv - xx - vv, rtol=1e-5)
   np.testing.assert_allclose(
-      got, dim.energy_distance(jnp.asarray(v, jnp.float32),
+      got, evaluation.energy_distance(jnp.asarray(v, jnp.float32),
                                jnp.asarray(x, jnp.float32)), rtol=1e-5)
   with pytest.raises(ValueError, match=r'energy_distance expects .* got shapes'):
-    dim.energy_distance(jnp.zeros((5, 3)), jnp.zeros((5, 2)))
+    evaluation.energy_distance(jnp.zeros((5, 3)), jnp.zeros((5, 2)))
   with pytest.raises(ValueError, match='N, M >= 2'):
-    dim.energy_distance(jnp.zeros((1, 3)), jnp.zeros((5, 3)))
+    evaluation.energy_distance(jnp.zeros((1, 3)), jnp.zeros((5, 3)))
 
 
 def _config(**fields):
@@ -372,8 +373,8 @@ def test_prior_game_with_r1_moves_y_toward_the_prior():
   def distances(state):
     enc = jax.nn.sigmoid(model.apply({'params': state.params['model']}, z)['y'])
     prior = dim.prior_sample(jax.random.PRNGKey(99), enc.shape)
-    return (float(dim.wasserstein_to_uniform(enc)),
-            float(dim.energy_distance(enc[:1000], prior[:1000])))
+    return (float(evaluation.wasserstein_to_uniform(enc)),
+            float(evaluation.energy_distance(enc[:1000], prior[:1000])))
 
   w1_before, energy_before = distances(state)
   for i in range(600):

@@ -1,4 +1,4 @@
-"""Tests for infomax_jax.probes: accuracy, agreement with sklearn, errors."""
+"""Tests for infomax_jax.evaluation: accuracy, agreement with sklearn, errors."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from infomax_jax import data
-from infomax_jax import probes
+from infomax_jax import evaluation
 
 
 def _blobs(seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -28,25 +28,25 @@ def _xor(seed: int = 1) -> tuple[np.ndarray, ...]:
 
 
 def test_linear_probe_separable_and_deterministic():
-  result = probes.linear_probe(*_blobs())
+  result = evaluation.linear_probe(*_blobs())
   assert result['accuracy'] == 1.0 and result['train_accuracy'] == 1.0
-  assert 1 <= result['steps'] <= probes.DEFAULT_STEPS
-  assert result == probes.linear_probe(*_blobs())
+  assert 1 <= result['steps'] <= evaluation.DEFAULT_STEPS
+  assert result == evaluation.linear_probe(*_blobs())
   # Same shapes and settings: the compiled program is reused, and a linear
   # classifier cannot solve XOR.
-  assert probes.linear_probe(*_xor())['accuracy'] < 0.75
+  assert evaluation.linear_probe(*_xor())['accuracy'] < 0.75
 
 
 def test_mlp_probe_solves_xor():
-  result = probes.mlp_probe(*_xor(), hidden_size=32, steps=200)
+  result = evaluation.mlp_probe(*_xor(), hidden_size=32, steps=200)
   assert result['accuracy'] >= 0.97 and result['train_accuracy'] >= 0.97
 
 
 def test_minibatch_adam_deterministic_in_seed():
   kwargs = dict(batch_size=32, steps=300, learning_rate=0.05)
-  result = probes.linear_probe(*_blobs(), seed=3, **kwargs)
+  result = evaluation.linear_probe(*_blobs(), seed=3, **kwargs)
   assert result['accuracy'] == 1.0 and result['steps'] == 300
-  assert result == probes.linear_probe(*_blobs(), seed=3, **kwargs)
+  assert result == evaluation.linear_probe(*_blobs(), seed=3, **kwargs)
 
 
 def test_bad_inputs():
@@ -71,9 +71,9 @@ def test_bad_inputs():
   ]
   for args, kwargs, error, match in cases:
     with pytest.raises(error, match=match):
-      probes.linear_probe(*args, **kwargs)
+      evaluation.linear_probe(*args, **kwargs)
   with pytest.raises(ValueError, match='hidden_size'):
-    probes.mlp_probe(x, y, tx, ty, hidden_size=0)
+    evaluation.mlp_probe(x, y, tx, ty, hidden_size=0)
 
 
 def test_mnist_top_half_pixel_baseline_matches_sklearn(mnist_dir):
@@ -83,7 +83,7 @@ def test_mnist_top_half_pixel_baseline_matches_sklearn(mnist_dir):
   threadpoolctl = pytest.importorskip('threadpoolctl')
   train = data.dataset_views('mnist', 'train', mnist_dir)
   test = data.dataset_views('mnist', 'test', mnist_dir)
-  ours = probes.linear_probe(train['top'], train['label'], test['top'],
+  ours = evaluation.linear_probe(train['top'], train['label'], test['top'],
                              test['label'])
   assert 0.84 <= ours['accuracy'] <= 0.86
 
@@ -104,7 +104,7 @@ def test_mnist_top_half_pixel_baseline_matches_sklearn(mnist_dir):
   # Tschannen et al.'s baseline adds N(0, 0.05^2) pixel noise: about 0.83-0.85.
   # steps=50 reuses the compiled program (steps is traced) at half the cost.
   train_key, test_key = jax.random.split(jax.random.PRNGKey(0))
-  noisy = probes.linear_probe(
+  noisy = evaluation.linear_probe(
       data.add_noise(train_key, train['top'], 0.05), train['label'],
       data.add_noise(test_key, test['top'], 0.05), test['label'], steps=50)
   assert 0.83 <= noisy['accuracy'] <= 0.85
