@@ -12,7 +12,7 @@
 from infomax_jax.runs import plots
 from infomax_jax.runs import tables
 from infomax_jax.runs.cli import main, quiet_orbax
-from infomax_jax.runs.config import override, to_json
+from infomax_jax.runs.config import override, run_dir, to_json
 from infomax_jax.runs.metrics import (MetricWriter, Progress, check_finite,
                                       read_metrics, series, to_python)
 from infomax_jax.runs.tables import (append_csv, markdown_table, read_csv,
