@@ -18,18 +18,12 @@ baselines.json, checkpoints/ and adversarial.png to --workdir; rerunning the
 same command resumes from the last checkpoint.
 """
 
-import json
 import os
-import time
 
-from absl import app
-from absl import flags
-from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 import optax
 
 from infomax_jax import runs
@@ -37,6 +31,7 @@ from infomax_jax import data as data_lib
 from infomax_jax import encoders
 from infomax_jax import evaluation
 from infomax_jax import train as train_lib
+from infomax_jax import tschannen
 from infomax_jax import twoview
 
 
@@ -50,7 +45,8 @@ def _two_optimizers(encoder_tx: optax.GradientTransformation,
             'classifier': classifier_tx.init(params['classifier'])}
 
   def update(updates, state, params=None):
-    raise RuntimeError('never called: the adversarial Task.update steps each player with its own optimiser')
+    raise RuntimeError('never called: the adversarial Task.update steps each '
+                       'player with its own optimiser')
 
   return optax.GradientTransformation(init, update)
 
@@ -61,10 +57,10 @@ def uniformity_loss(logits: jax.Array) -> jax.Array:
 
 
 def make_task(config: ml_collections.ConfigDict, train_views: twoview.Views,
-              test_views: twoview.Views, baselines: dict) -> train_lib.Task:
+              test_views: twoview.Views, *, baselines: dict) -> train_lib.Task:
   """The ``train.Task`` of the encoder-vs-classifier game, with the probe hook."""
   encoder = encoders.make_encoder('realnvp', permutation_seed=0,
-                                  **twoview._kwargs(config.encoder_kwargs))
+                                  **twoview.module_kwargs(config.encoder_kwargs))
   num_classes = int(train_views.labels.max()) + 1
   classifier = nn.Dense(num_classes)
   encoder_tx = optax.adam(config.encoder_learning_rate)
@@ -132,8 +128,7 @@ def make_task(config: ml_collections.ConfigDict, train_views: twoview.Views,
         state.step < config.warmup_steps, warmup, adversarial_round, state, batch)
     return state.replace(params=params, opt_state=opt_state), metrics
 
-  encode = jax.jit(lambda params, x: jax.lax.map(
-      lambda v: encoder.apply({'params': params}, v), x, batch_size=1000))
+  encode = twoview.make_encode(lambda p, x: encoder.apply({'params': p}, x))
   train_tops, test_tops = train_views.tops(), test_views.tops()
 
   def evaluate(params, aux, step):
@@ -157,67 +152,24 @@ def make_task(config: ml_collections.ConfigDict, train_views: twoview.Views,
 
 def plot(workdir: str, config: ml_collections.ConfigDict) -> str:
   """Fig. 1c: fresh-probe test accuracy vs step, pixel baselines, warm-up end."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
   evals = runs.read_metrics(workdir, 'eval')
-  steps = [r['step'] for r in evals]
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
-  ax.plot(steps, [r['probe_accuracy'] for r in evals], 'o-',
+  fig, ax = runs.plots.panels(1, width=5.5, height=3.8, squeeze=True)
+  ax.plot(*runs.series(evals, 'probe_accuracy'), 'o-',
           label='linear probe on g(top), from scratch')
-  ax.plot(steps, [r['adversary_test_accuracy'] for r in evals], 's--',
+  ax.plot(*runs.series(evals, 'adversary_test_accuracy'), 's--',
           label='adversary classifier')
-  ax.axhline(evals[-1]['baseline_clean_pixels'], color='k', ls=':',
-             label='pixels (clean)')
-  ax.axhline(evals[-1]['baseline_noisy_pixels'], color='r', ls='--',
-             label='pixels (noisy)')
+  tschannen.pixel_lines(ax, evals[-1])
   ax.axvline(config.warmup_steps, color='gray', lw=0.8, label='end of warm-up')
-  ax.set_xlabel('iteration'); ax.set_ylabel('test accuracy'); ax.legend(fontsize=7)
   ax.set_title('adversarially trained RealNVP encoder')
-  fig.tight_layout()
-  path = os.path.join(workdir, 'adversarial.png')
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  runs.plots.labels(ax, 'iteration', 'test accuracy', legend=True, fontsize=7)
+  return runs.plots.save(fig, os.path.join(workdir, 'adversarial.png'))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> train_lib.TrainState:
-  """Loads data, computes the pixel baselines (cached in workdir), trains, plots."""
-  os.makedirs(workdir, exist_ok=True)
-  train_views = twoview.Views(config, 'train')
-  test_views = twoview.Views(config, 'test')
-  base_path = os.path.join(workdir, 'baselines.json')
-  if os.path.exists(base_path):
-    with open(base_path) as f:
-      baselines = json.load(f)
-  else:
-    baselines = twoview.pixel_baselines(config, train_views, test_views)
-    with open(base_path, 'w') as f:
-      json.dump(baselines, f)
-    print(f'pixel baselines: {baselines}', flush=True)
-  task = make_task(config, train_views, test_views, baselines)
-  t0 = time.time()
-  state = train_lib.train(config, task, workdir)
-  wall = time.time() - t0
-  path = plot(workdir, config)
-  print(f'wrote {path}; training wall time {wall / 60:.1f} min', flush=True)
-  with open(os.path.join(workdir, 'wall_time.json'), 'w') as f:
-    json.dump({'train_seconds': wall}, f)
-  return state
-
-
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
-  run(_CONFIG.value, _WORKDIR.value)
+  """Loads data, computes the pixel baselines (cached), trains, plots."""
+  return tschannen.run(config, workdir, title='', filename='adversarial.png',
+                       make_task=make_task, plot=lambda w: plot(w, config))
 
 
 if __name__ == '__main__':
-  # Flags are defined here, not at import, so that tests can import several
-  # experiment modules into one process.
-  _CONFIG = config_flags.DEFINE_config_file(
-      'config', 'experiments/configs/adversarial.py', 'Experiment config.',
-      lock_config=True)
-  _WORKDIR = flags.DEFINE_string('workdir', 'runs/adversarial', 'Output folder.')
-  app.run(main)
+  runs.main(run, __file__)

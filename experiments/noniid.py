@@ -11,29 +11,25 @@ true MI) and ``summary.json`` (final estimates, wall times) to --workdir.
 
 import json
 import os
-import time
 from typing import Callable
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from ml_collections import config_flags
 
-from infomax_jax import runs
-from infomax_jax import bounds
 from infomax_jax import critics
+from infomax_jax import evaluation
 from infomax_jax import registry
+from infomax_jax import runs
 from infomax_jax import train as train_lib
+from infomax_jax import twoview
 
 Array = jax.Array
 
 SAMPLINGS = ('noniid', 'iid')
-BOUNDS: dict[str, Callable[[Array], Array]] = {
-    'infonce': bounds.infonce, 'nwj': bounds.nwj}
+LABELS = {'infonce': '$I_{NCE}$', 'nwj': '$I_{NWJ}$', 'noniid': 'non-i.i.d.',
+          'iid': 'i.i.d.'}
 
 
 def _cov(cov, name: str) -> np.ndarray:
@@ -86,102 +82,69 @@ def make_sampler(latent_cov, noise_cov, sampling: str, batch_size: int
 def make_task(config: ml_collections.ConfigDict, sampling: str,
               bound: str) -> train_lib.Task:
   """The ``train.Task`` of one (sampling, bound) run; evaluates held-out estimates."""
-  critic = critics.make_critic(config.critic, **{
-      k: tuple(v) if isinstance(v, list) else v
-      for k, v in config.critic_kwargs.to_dict().items()})
-  estimator = registry.lookup(BOUNDS, bound, 'bound')
+  critic = critics.make_critic(config.critic,
+                               **twoview.module_kwargs(config.critic_kwargs))
+  estimator = registry.lookup(twoview.SCORE_BOUNDS, bound, 'bound')
   sample_batch = make_sampler(config.latent_cov, config.noise_cov, sampling,
                               config.batch_size)
+  keys = evaluation.eval_keys(config.seed, 'mi_test', config.eval_batches)
 
   def init(key):
     x = jnp.zeros((2, 1), jnp.float32)
     return critic.init(key, x, x)['params'], ()
 
+  def estimate(params, batch):
+    return estimator(critic.apply({'params': params}, batch['x'], batch['y']))
+
   def loss(params, aux, batch, key):
     del key
-    estimate = estimator(critic.apply({'params': params}, batch['x'], batch['y']))
-    return -estimate, ({'mi': estimate}, aux)
+    value = estimate(params, batch)
+    return -value, ({'mi': value}, aux)
 
   @jax.jit
   def held_out(params):
-    def one(key):
-      batch = sample_batch(key)
-      return estimator(critic.apply({'params': params}, batch['x'], batch['y']))
-    keys = jax.random.split(jax.random.PRNGKey(4321), config.eval_batches)
-    values = jax.lax.map(one, keys)
-    return jnp.mean(values), jnp.std(values)
-
-  def evaluate(params, aux, step):
-    del aux, step
-    mean, std = held_out(params)
-    return {'mi_test': mean, 'mi_test_std': std}
+    values = jax.lax.map(lambda k: estimate(params, sample_batch(k)), keys)
+    return {'mi_test': jnp.mean(values), 'mi_test_std': jnp.std(values)}
 
   return train_lib.Task(init=init, sample=lambda data, key: sample_batch(key),
-                        loss=loss, evaluate=evaluate)
+                        loss=loss, evaluate=lambda params, aux, step: held_out(params))
 
 
-def plot(workdir: str, runs: list[str], mi: float, filename: str = 'noniid.png') -> str:
+def plot(workdir: str, names: list[str], mi: float) -> str:
   """Fig. 4c: held-out estimate vs step of every run, and the true MI."""
-  import matplotlib
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for name in runs:
-    evals = runs.read_metrics(os.path.join(workdir, name), 'eval')
+  fig, ax = runs.plots.panels(1, width=6, height=4, squeeze=True)
+  for name in names:
     sampling, bound = name.split('_', 1)
-    ax.plot([r['step'] for r in evals], [r['mi_test'] for r in evals],
-            '-' if sampling == 'noniid' else '--',
-            label=f"{'$I_{NCE}$' if bound == 'infonce' else '$I_{NWJ}$'}, "
-                  f"{'non-i.i.d.' if sampling == 'noniid' else 'i.i.d.'}")
+    ax.plot(*runs.series(runs.read_metrics(os.path.join(workdir, name), 'eval'),
+                         'mi_test'), '-' if sampling == 'noniid' else '--',
+            label=f'{LABELS[bound]}, {LABELS[sampling]}')
   ax.axhline(mi, color='k', ls=':', label=f'true MI = {mi:.4f}')
-  ax.set_xlabel('iteration'); ax.set_ylabel('estimate (nats)'); ax.legend()
   ax.set_title('Non-i.i.d. negatives (Tschannen et al. Fig. 4c)')
-  fig.tight_layout()
-  path = os.path.join(workdir, filename)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  runs.plots.labels(ax, 'iteration', 'estimate (nats)', legend=True)
+  return runs.plots.save(fig, os.path.join(workdir, 'noniid.png'))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains every (sampling, bound) run, plots, and returns the summary."""
-  os.makedirs(workdir, exist_ok=True)
   mi = true_mi(config.latent_cov, config.noise_cov)
   summary = {'true_mi': mi, 'runs': {}}
-  names = []
-  for sampling in config.samplings:
-    for bound in config.bounds:
-      name = f'{sampling}_{bound}'
-      names.append(name)
-      t0 = time.time()
-      train_lib.train(config, make_task(config, sampling, bound),
-                      os.path.join(workdir, name))
-      last = runs.read_metrics(os.path.join(workdir, name), 'eval')[-1]
-      summary['runs'][name] = {
-          'mi_test': last['mi_test'], 'mi_test_std': last['mi_test_std'],
-          'exceeds_true_mi': last['mi_test'] > mi,
-          'wall_seconds': time.time() - t0}
-      print(f'{name}: held-out estimate {last["mi_test"]:.4f} '
-            f'(true MI {mi:.4f}), {time.time() - t0:.0f}s', flush=True)
+  names = [f'{s}_{b}' for s in config.samplings for b in config.bounds]
+  for name in names:
+    sampling, bound = name.split('_', 1)
+    run_dir = os.path.join(workdir, name)
+    train_lib.train(config, make_task(config, sampling, bound), run_dir)
+    last = runs.read_metrics(run_dir, 'eval')[-1]
+    wall = runs.read_timing(run_dir).get('train', {}).get('seconds', 0.0)
+    summary['runs'][name] = {
+        'mi_test': last['mi_test'], 'mi_test_std': last['mi_test_std'],
+        'exceeds_true_mi': last['mi_test'] > mi, 'wall_seconds': wall}
+    print(f'{name}: held-out estimate {last["mi_test"]:.4f} (true MI {mi:.4f}), '
+          f'{wall:.0f}s', flush=True)
   path = plot(workdir, names, mi)
-  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-    json.dump(summary, f, indent=1)
+  runs.write_text(os.path.join(workdir, 'summary.json'), json.dumps(summary, indent=1))
   print(f'wrote {path}', flush=True)
   return summary
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
-  run(flags.FLAGS.config, flags.FLAGS.workdir)
-
-
 if __name__ == '__main__':
-  # Flags are defined here, not at import, so that the experiment modules can
-  # be imported together (tests, shared helpers).
-  config_flags.DEFINE_config_file(
-      'config', 'experiments/configs/noniid.py', 'Experiment config.',
-      lock_config=True)
-  flags.DEFINE_string('workdir', 'runs/noniid', 'Output folder.')
-  app.run(main)
+  runs.main(run, __file__)

@@ -1,0 +1,180 @@
+"""The experiment driver of Tschannen et al. (ICLR 2020): one place for what
+the invertible, conditioning, adversarial, critics and target_mi experiments
+share around ``infomax_jax.twoview`` — loading the views, the pixel
+baselines (cached in the workdir, keyed by what they depend on), training one
+run or a grid of runs, and the paper's figures.
+"""
+
+import json
+import os
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import ml_collections
+import numpy as np
+
+from infomax_jax import runs
+from infomax_jax import train as train_lib
+from infomax_jax import twoview
+
+Config = ml_collections.ConfigDict
+# The config fields the pixel baselines depend on (their cache key).
+BASELINE_FIELDS = ('dataset', 'data_dir', 'noise_std', 'probe_steps', 'seed',
+                   'train_examples')
+
+
+def load_views(config: Config) -> tuple[twoview.Views, twoview.Views]:
+  """(train, test) views; ``config.train_examples`` > 0 truncates train."""
+  return (twoview.Views(config, 'train', config.get('train_examples') or 0),
+          twoview.Views(config, 'test'))
+
+
+def baselines(config: Config, train_views: twoview.Views,
+              test_views: twoview.Views, workdir: str) -> dict[str, float]:
+  """``twoview.pixel_baselines``, cached in ``workdir/baselines.json``.
+
+  The cache holds the settings it was computed with; a config that differs in
+  any of ``BASELINE_FIELDS`` (or in the data sizes) recomputes it.
+  """
+  key = {f: config.get(f) for f in BASELINE_FIELDS}
+  key['sizes'] = [int(train_views.images.shape[0]), int(test_views.images.shape[0])]
+  path = os.path.join(workdir, 'baselines.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      cached = json.load(f)
+    if cached.get('settings') == json.loads(runs.to_json(key)):
+      return cached['baselines']
+  t0 = time.time()
+  values = twoview.pixel_baselines(config, train_views, test_views)
+  os.makedirs(workdir, exist_ok=True)
+  runs.write_text(path, json.dumps({'settings': json.loads(runs.to_json(key)),
+                                    'baselines': values}, indent=1))
+  print(f'pixel baselines: {values} ({time.time() - t0:.1f}s)', flush=True)
+  return values
+
+
+TaskFn = Callable[..., train_lib.Task]
+
+
+def run(config: Config, workdir: str, *, title: str, filename: str,
+        make_task: TaskFn = twoview.make_task, plot: Optional[Callable] = None,
+        extra_panels: Optional[list[tuple[Any, str]]] = None,
+        **task_kwargs: Any) -> train_lib.TrainState:
+  """One run: views, cached baselines, ``train.train`` (resumes), figure.
+
+  Args:
+    config: the experiment config.
+    workdir: output folder.
+    title, filename: of the figure.
+    make_task: ``(config, train_views, test_views, baselines=..., **task_kwargs)
+      -> Task`` (default: the two-view MI task).
+    plot: ``workdir -> path`` drawing the figure (default: ``figure``).
+    extra_panels: further panels of the default figure (see ``figure``).
+    **task_kwargs: passed to ``make_task`` (e.g. ``extra_eval``).
+  """
+  train_views, test_views = load_views(config)
+  base = baselines(config, train_views, test_views, workdir)
+  task = make_task(config, train_views, test_views, baselines=base, **task_kwargs)
+  state = train_lib.train(config, task, workdir)
+  if plot is None:
+    log_k = float(np.log(config.batch_size)) if config.bound == 'infonce' else None
+    path = figure(workdir, title, filename, log_k=log_k, extra_panels=extra_panels)
+  else:
+    path = plot(workdir)
+  seconds = runs.read_timing(workdir).get('train', {}).get('seconds', 0.0)
+  print(f'wrote {path}; training wall time {seconds / 60:.1f} min', flush=True)
+  return state
+
+
+def run_grid(base: Config, workdir: str, configs: dict[str, Config], *,
+             title: Callable[[Config], str],
+             eval_bounds: Sequence[str] = ('nwj',)) -> dict:
+  """Trains every ``configs[name]`` in ``workdir/name`` on data loaded once.
+
+  Every evaluation reports the two-view metrics plus ``{b}_test`` for each
+  bound of ``eval_bounds`` (on the same critic and test batches).
+
+  Returns (and writes to ``workdir/summary.json``):
+    ``{'baselines': ..., 'runs': {name: last eval record + wall_seconds}}``.
+  """
+  train_views, test_views = load_views(base)
+  base_values = baselines(base, train_views, test_views, workdir)
+  summary = {'baselines': base_values, 'runs': {}}
+  for name, config in configs.items():
+    run_dir = os.path.join(workdir, name)
+    print(f'=== {name} ===', flush=True)
+    task = twoview.make_task(config, train_views, test_views,
+                             baselines=base_values, eval_bounds=eval_bounds)
+    train_lib.train(config, task, run_dir)
+    figure(run_dir, f'{name}: {title(config)}', f'{name}.png')
+    last = runs.read_metrics(run_dir, 'eval')[-1]
+    wall = runs.read_timing(run_dir).get('train', {}).get('seconds', 0.0)
+    summary['runs'][name] = {**last, 'wall_seconds': wall}
+    print(f'{name}: {last} ({wall / 60:.1f} min)', flush=True)
+  runs.write_text(os.path.join(workdir, 'summary.json'),
+                  json.dumps(summary, indent=1))
+  return summary
+
+
+def pixel_lines(ax, record: dict) -> None:
+  """Horizontal lines at the record's pixel-baseline accuracies."""
+  for key, color, style, label in (
+      ('baseline_noisy_pixels', 'r', '--', 'pixels (noisy)'),
+      ('baseline_clean_pixels', 'k', ':', 'pixels (clean)')):
+    if key in record:
+      ax.axhline(record[key], color=color, ls=style, label=label)
+
+
+def figure(workdir: str, title: str, filename: str, log_k: Optional[float] = None,
+           extra_panels: Optional[list[tuple[Any, str]]] = None) -> str:
+  """Fig. 1a/b: I_EST (train, test) and probe accuracy vs step, from metrics.jsonl.
+
+  ``extra_panels``: (key, y-label) per extra panel; a tuple of keys (ascending
+  percentiles) draws shaded bands between symmetric pairs (Fig. 2 style).
+  """
+  evals = runs.read_metrics(workdir, 'eval')
+  fig, axes = runs.plots.panels(2 + len(extra_panels or []))
+  for key, style, label in (('mi_train', 'o-', 'train'), ('mi_test', 's--', 'test')):
+    axes[0].plot(*runs.series(evals, key), style, label=label)
+  if log_k is not None:
+    axes[0].axhline(log_k, color='gray', ls=':', label='log K')
+  runs.plots.labels(axes[0], 'iteration', '$I_{EST}$ (nats)', legend=True)
+  axes[1].plot(*runs.series(evals, 'probe_accuracy'), 'o-', label='g1(top) probe')
+  pixel_lines(axes[1], evals[-1])
+  runs.plots.labels(axes[1], 'iteration', 'test accuracy', legend=True)
+  for ax, (key, label) in zip(axes[2:], extra_panels or []):
+    if isinstance(key, str):
+      ax.plot(*runs.series(evals, key), 'o-')
+    else:
+      steps = runs.series(evals, key[0])[0]
+      runs.plots.percentile_bands(ax, steps, [runs.series(evals, k)[1] for k in key])
+    runs.plots.labels(ax, 'iteration', label)
+  return runs.plots.save(fig, os.path.join(workdir, filename), title)
+
+
+def grid_figure(workdir: str, rows: dict[str, dict[str, str]],
+                panels: list[tuple[str, str]], filename: str, title: str) -> str:
+  """One row per group, one panel per metric, one line per run.
+
+  Args:
+    workdir: folder holding the run folders; the PNG is written here.
+    rows: row title -> {line label: run folder name}.
+    panels: (metric key, axis label) per column.
+    filename: PNG name.
+    title: figure title.
+  """
+  fig, axes = runs.plots.panels(len(rows) * len(panels), rows=len(rows),
+                                height=3.4)
+  axes = np.asarray(axes).reshape(len(rows), len(panels))
+  for row, (row_title, lines) in zip(axes, rows.items()):
+    for ax, (key, label) in zip(row, panels):
+      for line_label, name in lines.items():
+        evals = runs.read_metrics(os.path.join(workdir, name), 'eval')
+        ax.plot(*runs.series(evals, key), 'o-', ms=3, label=line_label)
+      if key == 'probe_accuracy':
+        pixel_lines(ax, evals[-1])
+      if min(ax.get_ylim()) < -100:   # I_NWJ of an InfoNCE-trained critic
+        ax.set_yscale('symlog')
+      ax.set_title(row_title)
+      runs.plots.labels(ax, 'iteration', label, legend=True, fontsize=8)
+  return runs.plots.save(fig, os.path.join(workdir, filename), title)
