@@ -112,8 +112,9 @@ def load(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     source: str = 'auto',
+    limit: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Loads a whole split of an image data set into host memory.
+  """Loads a split of an image data set into host memory.
 
   Results are cached in-process by resolved file path (or tfds data dir); the
   returned arrays are shared and read-only, so copy them before editing.
@@ -126,6 +127,7 @@ def load(
       (tfds otherwise uses its own default, ``$TFDS_DATA_DIR`` or
       ``~/tensorflow_datasets``).
     source: ``'auto'``, ``'local'`` or ``'tfds'``.
+    limit: > 0 keeps only the first ``limit`` examples (CPU-sized runs).
 
   Returns:
     ``(images, labels)``: uint8 images of shape ``(N, 28, 28)`` (MNIST,
@@ -136,6 +138,19 @@ def load(
     FileNotFoundError: the data is nowhere to be found; the message lists every
       place searched and how to provide the data.
   """
+  if limit < 0:
+    raise ValueError(f'limit must be >= 0 (0: the whole split), got {limit}')
+  images, labels = _load(name, split, data_dir, source)
+  if limit:
+    if limit > images.shape[0]:
+      raise ValueError(f'{split} limit must be <= {images.shape[0]} (the size '
+                       f'of {name} {split}), got {limit}')
+    images, labels = images[:limit], labels[:limit]
+  return images, labels
+
+
+def _load(name: str, split: str, data_dir, source: str
+          ) -> tuple[np.ndarray, np.ndarray]:
   spec = registry.lookup(DATASETS, name, 'data set')
   registry.lookup(SPLITS, split, 'split')
   registry.lookup(SOURCES, source, 'data source')
@@ -226,7 +241,7 @@ def _not_found_message(name: str, split: str, searched: list[str]) -> str:
       + (f'; or `apt-get install dataset-fashion-mnist` (installs to '
          f'{DEBIAN_FASHION_MNIST_DIR})' if name == 'fashion_mnist' else '')
       + '; or have internet access so that tensorflow_datasets can download '
-      f'it (source="tfds").')
+      'it (source="tfds").')
 
 
 def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -522,6 +537,7 @@ def dataset_views(
     split: ``'train'`` or ``'test'``.
     data_dir: local data folder (see ``load``).
     source: ``'auto'``, ``'local'`` or ``'tfds'``.
+    limit: > 0 keeps only the first ``limit`` examples (CPU-sized runs).
 
   Returns:
     ``{'top': (N, D) float32, 'bottom': (N, D) float32, 'label': (N,) int32}``

@@ -32,18 +32,21 @@ critics is the same.
 
 import functools
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from infomax_jax import bounds
+from infomax_jax import data as data_lib
 from infomax_jax import encoders
 from infomax_jax import evaluation
 from infomax_jax import registry
+from infomax_jax import train as train_lib
 
 Array = jax.Array
 PyTree = Any
@@ -351,3 +354,79 @@ def encode_features(model: DeepInfoMax, params: PyTree, stats: PyTree,
                                         x.dtype)])
     outs.append(_features(model, variables, x))
   return {k: jnp.concatenate([o[k] for o in outs])[:n] for k in outs[0]}
+
+
+def _to_float(images: Array) -> Array:
+  return images.astype(jnp.float32) / 255.0
+
+
+def make_task(config: ml_collections.ConfigDict, train_data, test_data):
+  """The ``train.Task`` of one DIM run on (uint8 images, labels) splits.
+
+  Every evaluation fits a linear probe (L-BFGS) and a one-hidden-layer probe
+  (Adam) on the conv / fc / Y features of the first
+  ``config.probe_train_examples`` train images, reports test accuracy, the
+  distances of σ(Y) to the prior (``evaluation.distances_to_uniform``), the
+  trained discriminator's accuracy (γ > 0) and the objective's test InfoNCE
+  on ``eval_batches`` fixed batches (``evaluation.eval_keys``).
+  """
+  model = make_model(config)
+  discriminator = PriorDiscriminator(tuple(config.discriminator_hidden))
+  images, labels = train_data
+  test_images, test_labels = jnp.asarray(test_data[0]), test_data[1]
+  n_probe = config.probe_train_examples or images.shape[0]
+  probe_images, probe_labels = jnp.asarray(images[:n_probe]), labels[:n_probe]
+
+  def init_fn(key):
+    return init(model, discriminator, key, images.shape[1:],
+                config.encoder_kwargs.get('features', 64))
+
+  def sample(data, key):
+    idx = data_lib.batch_indices(key, data['images'].shape[0], config.batch_size)
+    return {'x': _to_float(data['images'][idx])}
+
+  @jax.jit
+  def batch_infonce(params, stats, key):
+    variables = {'params': params['model'], **({'batch_stats': stats} if stats else {})}
+    idx = data_lib.batch_indices(key, test_images.shape[0], config.batch_size)
+    out = model.apply(variables, _to_float(test_images[idx]), train=False)
+    terms = mi_terms(out, estimator='infonce', alpha=config.alpha, beta=config.beta)[0]
+    return terms / (config.alpha + config.beta)
+
+  def evaluate(params, stats, step):
+    if step == 0 and config.num_steps > 0 and not config.eval_at_init:
+      return {}
+    encode = lambda x: encode_features(model, params['model'], stats, _to_float(x))
+    train_feats, test_feats = encode(probe_images), encode(test_images)
+    record = {}
+    for name in ('conv', 'fc', 'y'):
+      args = (train_feats[name], probe_labels, test_feats[name], test_labels)
+      record[f'{name}_linear'] = evaluation.linear_probe(
+          *args, steps=config.probe_steps)['accuracy']
+      record[f'{name}_mlp'] = evaluation.mlp_probe(
+          *args, hidden_size=config.mlp_probe_hidden,
+          steps=config.mlp_probe_steps, batch_size=config.mlp_probe_batch,
+          learning_rate=config.mlp_probe_learning_rate)['accuracy']
+    encoded = jax.nn.sigmoid(test_feats['y'])
+    record.update(evaluation.distances_to_uniform(
+        jax.nn.sigmoid(train_feats['y']), encoded, seed=config.seed,
+        energy_examples=config.get('energy_examples', 2000),
+        hidden_size=config.mlp_probe_hidden, steps=config.mlp_probe_steps,
+        batch_size=config.mlp_probe_batch,
+        learning_rate=config.mlp_probe_learning_rate))
+    if config.gamma:
+      prior = prior_sample(evaluation.eval_key(config.seed, 'disc_prior'),
+                           encoded.shape)
+      d = lambda v: discriminator.apply({'params': params['disc']}, v)
+      record['discriminator_accuracy'] = discriminator_accuracy(d(prior), d(encoded))
+    # A host loop: XLA:CPU convolutions are slow inside lax.map.
+    keys = evaluation.eval_keys(config.seed, 'infonce_test', config.eval_batches)
+    record['infonce_test'] = float(np.mean([batch_infonce(params, stats, k)
+                                            for k in keys]))
+    return record
+
+  scale = config.get('disc_learning_rate_scale', 1.0)
+  return train_lib.Task(
+      init=init_fn, sample=sample, data={'images': jnp.asarray(images)},
+      evaluate=evaluate, update=make_update(model, discriminator, config),
+      optimizer=None if scale == 1.0 else make_optimizer(config.learning_rate, scale))

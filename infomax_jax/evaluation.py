@@ -3,7 +3,7 @@ probes on frozen features, and distances between samples.
 
 **Key policy.** Every fixed evaluation batch derives its randomness from the
 config seed: ``eval_key(seed, purpose)`` is ``fold_in(PRNGKey(seed),
-crc32(purpose))``, e.g. ``eval_key(config.seed, 'mi_test')``. The same
+crc32(purpose) mod 2^31)``, e.g. ``eval_key(config.seed, 'mi_test')``. The same
 ``purpose`` gives the same batches at every evaluation of a run (curves are
 not noisy from resampling), distinct purposes give independent batches, and
 no experiment carries a magic seed of its own.
@@ -340,7 +340,7 @@ def _adam(loss_fn, params, x, targets, key, learning_rate, steps, batch_size):
 
 
 def eval_key(seed: int, purpose: str) -> jax.Array:
-  """The fixed key of one evaluation purpose: ``fold_in(PRNGKey(seed), crc32(purpose))``.
+  """The fixed key of one purpose: ``fold_in(PRNGKey(seed), crc32(purpose) mod 2^31)``.
 
   Args:
     seed: the run's config seed.
@@ -423,12 +423,12 @@ def energy_distance(x: Array, v: Array) -> Array:
 
 def c2st_accuracy(a: Array, b: Array, *, seed: int = 0, hidden_size: int = 200,
                   steps: int = 1500, batch_size: int | None = 256,
-                  learning_rate: float = 1e-3) -> float:
+                  learning_rate: float = 1e-3,
+                  num_fit: int | None = None) -> float:
   """Classifier two-sample test: held-out accuracy of telling ``a`` from ``b``.
 
   A one-hidden-layer probe (``mlp_probe``) is fitted on the first half of
-  each sample and scored on the second half: 0.5 means indistinguishable, 1
-  disjoint. With ~10^4 samples a side the test is strict (it saturates near
+  each sample (its first ``num_fit`` rows, when given) and scored on the rest: 0.5 means indistinguishable, 1 disjoint. With ~10^4 samples a side the test is strict (it saturates near
   1 for samples that W1 and the energy distance still grade).
 
   Args:
@@ -440,7 +440,7 @@ def c2st_accuracy(a: Array, b: Array, *, seed: int = 0, hidden_size: int = 200,
       a.shape[0], b.shape[0]) < 4:
     raise ValueError(f'c2st_accuracy expects (N, D) and (M, D) samples with '
                      f'N, M >= 4, got shapes {a.shape} and {b.shape}')
-  na, nb = a.shape[0] // 2, b.shape[0] // 2
+  na, nb = (a.shape[0] // 2, b.shape[0] // 2) if num_fit is None else (num_fit,) * 2
   labels = lambda n, m: np.concatenate([np.zeros(n, np.int32), np.ones(m, np.int32)])
   result = mlp_probe(
       jnp.concatenate([a[:na], b[:nb]]), labels(na, nb),
@@ -450,3 +450,30 @@ def c2st_accuracy(a: Array, b: Array, *, seed: int = 0, hidden_size: int = 200,
       learning_rate=learning_rate,
       seed=seed)
   return float(result['accuracy'])
+
+
+def distances_to_uniform(train: Array, test: Array, *, seed: int,
+                         energy_examples: int = 2000,
+                         **c2st_kwargs: Any) -> dict[str, float]:
+  """How far samples in [0, 1]^d (e.g. σ(Y) of DIM) are from U[0, 1]^d.
+
+  * ``w1_prior``: mean per-dimension W1 of ``test`` to U[0, 1] (exact);
+  * ``energy_prior``: energy distance of the first ``energy_examples`` of
+    ``test`` to as many uniform samples: joint over the dimensions, and
+    graded where the C2ST saturates;
+  * ``c2st_accuracy``: a classifier two-sample test (``c2st_accuracy``)
+    fitted on ``train`` vs uniform samples, scored on ``test`` vs new ones.
+
+  Uniform samples and the probe derive from ``eval_key(seed, ...)``.
+  """
+  k_train, k_test, k_energy = jax.random.split(eval_key(seed, 'uniform_prior'), 3)
+  prior_train = jax.random.uniform(k_train, train.shape)
+  prior_test = jax.random.uniform(k_test, test.shape)
+  m = min(energy_examples, test.shape[0])
+  c2st = c2st_accuracy(jnp.concatenate([train, test]),
+                       jnp.concatenate([prior_train, prior_test]),
+                       seed=seed, num_fit=train.shape[0], **c2st_kwargs)
+  return {'w1_prior': float(wasserstein_to_uniform(test)),
+          'energy_prior': float(energy_distance(
+              test[:m], jax.random.uniform(k_energy, (m,) + test.shape[1:]))),
+          'c2st_accuracy': c2st}

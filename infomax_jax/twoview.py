@@ -98,12 +98,8 @@ class Views:
 
   def __init__(self, config, split: str, limit: int = 0):
     self.images, self.labels = data_lib.load(
-        config.dataset, split, data_dir=config.get('data_dir') or None)
-    if limit:
-      if limit > self.images.shape[0]:
-        raise ValueError(f'{split} limit must be <= {self.images.shape[0]} '
-                         f'(the split size), got {limit}')
-      self.images, self.labels = self.images[:limit], self.labels[:limit]
+        config.dataset, split, data_dir=config.get('data_dir') or None,
+        limit=limit)
 
   def tops(self) -> Array:
     return data_lib.top_bottom_views(jnp.asarray(self.images))[0]

@@ -1,8 +1,10 @@
 """Tests for infomax_jax.evaluation: accuracy, agreement with sklearn, errors."""
 
 import warnings
+import zlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -108,3 +110,32 @@ def test_mnist_top_half_pixel_baseline_matches_sklearn(mnist_dir):
       data.add_noise(train_key, train['top'], 0.05), train['label'],
       data.add_noise(test_key, test['top'], 0.05), test['label'], steps=50)
   assert 0.83 <= noisy['accuracy'] <= 0.85
+
+
+def test_distances_to_uniform_against_itself_and_a_point_mass():
+  kwargs = dict(hidden_size=32, steps=300, batch_size=256, learning_rate=1e-3)
+  # Uniform samples against the uniform: W1 ~ 0, energy ~ 0, C2ST at chance.
+  same = jax.random.uniform(jax.random.PRNGKey(3), (4000, 4))
+  m = evaluation.distances_to_uniform(same[:2000], same[2000:], seed=4, **kwargs)
+  assert m['w1_prior'] < 0.02 and abs(m['energy_prior']) < 0.02
+  assert abs(m['c2st_accuracy'] - 0.5) < 0.05
+  # All mass at 1/2: W1 = 1/4 exactly, the C2ST separates.
+  point = jnp.full((2000, 4), 0.5)
+  m = evaluation.distances_to_uniform(point, point, seed=4, **kwargs)
+  np.testing.assert_allclose(m['w1_prior'], 0.25, rtol=1e-4)   # float32 sums
+  assert m['energy_prior'] > 0.3 and m['c2st_accuracy'] > 0.9
+
+
+def test_eval_keys_policy():
+  # Same purpose, same keys; other purpose or seed, other keys.
+  a = evaluation.eval_keys(0, 'mi_test', 3)
+  np.testing.assert_array_equal(a, evaluation.eval_keys(0, 'mi_test', 3))
+  assert not np.array_equal(a, evaluation.eval_keys(0, 'mi_train', 3))
+  assert not np.array_equal(a, evaluation.eval_keys(1, 'mi_test', 3))
+  np.testing.assert_array_equal(
+      evaluation.eval_key(5, 'x'),
+      jax.random.fold_in(jax.random.PRNGKey(5), zlib.crc32(b'x') % 2**31))
+  with pytest.raises(ValueError, match='purpose'):
+    evaluation.eval_key(0, '')
+  with pytest.raises(ValueError, match='at least one'):
+    evaluation.eval_keys(0, 'x', 0)

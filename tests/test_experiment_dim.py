@@ -24,20 +24,23 @@ def test_dim_tiny_mnist_writes_table_and_resumes(mnist_dir, tmp_path):
   table = _rows(tmp_path)
   assert [r['model'] for r in table] == ['random init', 'DIM(G)', 'DIM(L)']
   assert [int(r['steps']) for r in table] == [0, 4, 4]
+  # Random conv features of MNIST are linearly informative: far above the
+  # 10 % of chance even with the tiny probe set (66 % measured).
+  assert float(table[0]['conv_linear']) > 0.3
+  # At init σ(Y) is nearly a point mass at 1/2, whose W1 to U[0, 1] is
+  # exactly 1/4; any spread lowers it.
+  assert 0.2 < float(table[0]['w1_prior']) <= 0.25
   for row in table:
-    for feat in dim_experiment.FEATURES:
-      for probe in dim_experiment.PROBES:
-        assert 0.0 <= float(row[f'{feat}_{probe}']) <= 1.0
-    assert 0.0 < float(row['w1_prior']) < 0.5
     assert float(row['energy_prior']) > 0.0
-    assert 0.0 <= float(row['c2st_accuracy']) <= 1.0
+  assert float(table[0]['train_seconds']) == 0.0   # the control trains nothing
+  assert (tmp_path / 'mnist' / 'G_dv' / 'timing.json').exists()
   # The discriminator exists (and is reported) only with the prior term.
   assert table[2]['discriminator_accuracy'] != ''
   assert table[0]['discriminator_accuracy'] == table[1]['discriminator_accuracy'] == ''
   markdown = (tmp_path / 'dim_table.md').read_text()
   assert '### mnist' in markdown and 'DIM(L) | jsd | 0.1' in markdown
-  assert (tmp_path / 'dim.png').stat().st_size > 0
-  assert (tmp_path / 'dim_prior.png').stat().st_size > 0
+  for name in ('dim.png', 'dim_prior.png'):
+    assert (tmp_path / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   # A rerun re-uses the finished runs: same table.
   again = dim_experiment.run(config, str(tmp_path))
   assert [r['conv_linear'] for r in again] == [r['conv_linear'] for r in rows]
@@ -64,8 +67,9 @@ def test_dim_cifar10_through_mocked_tfds(tmp_path):
   with tfds.testing.mock_data(num_examples=32):
     rows = dim_experiment.run(config, str(tmp_path / 'run'))
   assert len(rows) == 1 and rows[0]['dataset'] == 'cifar10'
+  assert rows[0]['model'] == 'random init'
   assert np.isfinite(float(rows[0]['infonce_test']))
-  assert 0.0 <= float(rows[0]['conv_linear']) <= 1.0
+  assert '### cifar10' in (tmp_path / 'run' / 'dim_table.md').read_text()
 
 
 def test_dim_unknown_run_name_lists_valid_ones():
