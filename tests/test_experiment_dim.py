@@ -94,5 +94,5 @@ def test_dim_config_variants():
   long = dim_config.get_config('cpu_long')
   assert long.num_steps == 2000 and long.critic_units == cpu.critic_units
   assert dim_experiment.run_names(long) == ['control', 'L_infonce', 'G_infonce']
-  with pytest.raises(ValueError, match="valid: '', 'cpu', 'cpu_long', 'tiny'"):
+  with pytest.raises(ValueError, match="valid variants are: '', 'cpu', 'cpu_long', 'tiny'"):
     dim_config.get_config('huge')

@@ -24,5 +24,5 @@ def test_prior_game_tiny_writes_summary(tmp_path):
     # Both runs start from the same generator (same seed): same distances.
     assert run['initial'] == summary['r1_0']['initial']
   assert (tmp_path / 'prior_game.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-  with pytest.raises(ValueError, match="valid: '', 'tiny'"):
+  with pytest.raises(ValueError, match="valid variants are: '', 'tiny'"):
     prior_game_config.get_config('huge')

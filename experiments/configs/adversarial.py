@@ -20,13 +20,16 @@ below the pixel baseline although I(x; g(x)) never changes.
 
 import ml_collections
 
+from experiments.configs import common
+
+VARIANTS = ('', 'quick', 'tiny')
+
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's settings; ``variant`` 'quick' or 'tiny' shrinks them."""
-  config = ml_collections.ConfigDict()
-  config.dataset = 'mnist'
-  config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, then tfds
-  config.noise_std = 0.05         # Gaussian noise on the training inputs
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
+  config = common.twoview_data(ml_collections.ConfigDict())
   # Encoder g: RealNVP with affine (softplus-scale) couplings.
   config.encoder_kwargs = ml_collections.ConfigDict(dict(
       num_couplings=30, hidden=(512, 512), coupling='affine_softplus',
@@ -36,31 +39,16 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.classifier_learning_rate = 1e-3
   config.warmup_steps = 1000      # classifier-only steps at the start
   config.classifier_steps = 10    # classifier steps per encoder step afterwards
-  # Optimisation and logging.
-  config.seed = 0
-  config.batch_size = 128
-  config.num_steps = 21000
-  config.log_every = 100
-  config.eval_every = 1000
-  config.checkpoint_every = 1000
+  # Optimisation and logging (the two players' rates are above).
+  common.training(config, num_steps=21000)
   config.probe_steps = 500        # L-BFGS steps of each fresh linear probe
   if variant == 'quick':
     config.encoder_kwargs.num_couplings = 4
     config.encoder_kwargs.hidden = (256,)
-    config.num_steps = 4000
-    config.eval_every = 500
-    config.checkpoint_every = 500
+    common.schedule(config, 4000, 500)
     config.probe_steps = 100
   elif variant == 'tiny':
     config.encoder_kwargs.num_couplings = 2
     config.encoder_kwargs.hidden = (16,)
-    config.warmup_steps = 10
-    config.classifier_steps = 2
-    config.num_steps = 20
-    config.log_every = 10
-    config.eval_every = 20
-    config.checkpoint_every = 20
-    config.probe_steps = 5
-  elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'quick', 'tiny'")
+    common.smoke(config, 20, warmup_steps=10, classifier_steps=2, probe_steps=5)
   return config

@@ -57,3 +57,26 @@ def unknown_variant(variant: str, valid: Sequence[str]) -> ValueError:
   """The error of an unknown config variant, listing the valid ones."""
   shown = ', '.join(repr(v) for v in valid)
   return ValueError(f'unknown config variant {variant!r}; valid variants are: {shown}')
+
+
+def schedule(config: ml_collections.ConfigDict, num_steps: int, every: int, *,
+             log_every: int | None = None,
+             checkpoint_every: int | None = None) -> ml_collections.ConfigDict:
+  """``num_steps`` steps, evaluated every ``every`` (and checkpointed there too,
+  unless ``checkpoint_every`` says otherwise)."""
+  config.num_steps = num_steps
+  config.eval_every = every
+  config.checkpoint_every = checkpoint_every or every
+  if log_every is not None:
+    config.log_every = log_every
+  return config
+
+
+def twoview_data(config: ml_collections.ConfigDict,
+                 noise_std: float = 0.05) -> ml_collections.ConfigDict:
+  """The data fields of the two-view (top/bottom MNIST halves) experiments."""
+  config.dataset = 'mnist'
+  config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, then tfds
+  config.train_examples = 0       # > 0: use only the first N train images
+  config.noise_std = noise_std    # Gaussian noise on the views while training
+  return config

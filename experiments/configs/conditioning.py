@@ -22,13 +22,16 @@ while the accuracy rises.
 
 import ml_collections
 
+from experiments.configs import common
 from experiments.configs import invertible
+
+VARIANTS = ('', 'quick', 'tiny')
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's settings; ``variant`` 'quick' or 'tiny' shrinks them."""
-  if variant not in ('', 'quick', 'tiny'):
-    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'quick', 'tiny'")
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
   config = invertible.get_config()
   config.encoder = 'residual_mlp'
   config.encoder_kwargs = ml_collections.ConfigDict(dict(
@@ -36,19 +39,10 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.jacobian_examples = 128  # fixed train top halves for log kappa(dg1/dx)
   config.jacobian_chunk = 32      # Jacobians held in memory at once
   if variant == 'quick':
-    config.num_steps = 3000
-    config.eval_every = 500
-    config.checkpoint_every = 500
-    config.eval_batches = 10
-    config.probe_steps = 100
+    common.schedule(config, 3000, 500)
+    common.twoview_eval(config, eval_batches=10, probe_steps=100)
   elif variant == 'tiny':
     config.encoder_kwargs.num_layers = 2
-    config.num_steps = 20
-    config.log_every = 10
-    config.eval_every = 20
-    config.checkpoint_every = 20
-    config.eval_batches = 2
-    config.probe_steps = 5
-    config.jacobian_examples = 8
-    config.jacobian_chunk = 4
+    common.smoke(config, 20, eval_batches=2, probe_steps=5,
+                 jacobian_examples=8, jacobian_chunk=4)
   return config

@@ -23,13 +23,16 @@ critics.png and summary.json in --workdir collect all of them.
 import ml_collections
 from ml_collections import config_dict
 
+from experiments.configs import common
+
+VARIANTS = ('', 'quick', 'tiny')
+
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's settings; ``variant`` 'quick' or 'tiny' shrinks them."""
-  config = ml_collections.ConfigDict()
-  config.dataset = 'mnist'
-  config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, then tfds
-  config.noise_std = 0.05         # Gaussian noise on both views while training
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
+  config = common.twoview_data(ml_collections.ConfigDict())
   config.encoder = 'mlp'
   config.encoder_kwargs = ml_collections.ConfigDict(dict(features=(300, 300, 100)))
   # Critic name -> its kwargs (infomax_jax.critics.make_critic); run in this order.
@@ -40,37 +43,16 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   ))
   config.bounds = ('infonce', 'nwj')   # each critic is trained with each bound
   config.target_mi = config_dict.placeholder(float)  # unused here: maximise
-  config.train_examples = 0       # > 0: use only the first N train images
-  # Optimisation.
-  config.seed = 0
-  config.optimizer = 'adam'
-  config.learning_rate = 1e-4
-  config.batch_size = 128
-  config.num_steps = 20000
-  # Logging, evaluation, checkpoints.
-  config.log_every = 100
-  config.eval_every = 2000
-  config.checkpoint_every = 2000
-  config.eval_batches = 20        # batches of batch_size for the MI estimates
-  config.probe_steps = 500        # L-BFGS iterations of the linear probe
+  common.training(config, num_steps=20000, eval_every=2000, checkpoint_every=2000)
+  common.twoview_eval(config, eval_batches=20, probe_steps=500)
   if variant == 'quick':
     config.train_examples = 10000
-    config.num_steps = 4000
-    config.eval_every = 1000
-    config.checkpoint_every = 1000
-    config.eval_batches = 10
-    config.probe_steps = 100
+    common.schedule(config, 4000, 1000)
+    common.twoview_eval(config, eval_batches=10, probe_steps=100)
   elif variant == 'tiny':
     config.encoder_kwargs.features = (32, 16)
     config.critics.separable.hidden = (16,)
     config.critics.separable.embed_dim = 8
     config.critics.concat.hidden = (16,)
-    config.num_steps = 10
-    config.log_every = 10
-    config.eval_every = 10
-    config.checkpoint_every = 10
-    config.eval_batches = 2
-    config.probe_steps = 20
-  elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'quick', 'tiny'")
+    common.smoke(config, 10, eval_batches=2, probe_steps=20)
   return config

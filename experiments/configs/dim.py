@@ -29,6 +29,10 @@ a prepared tfds copy or internet access.
 
 import ml_collections
 
+from experiments.configs import common
+
+VARIANTS = ('', 'cpu', 'cpu_long', 'tiny')
+
 
 def _runs(prior_gamma: dict) -> ml_collections.ConfigDict:
   """Table 1 grid: control, DIM(G) and DIM(L) × estimators × prior on/off."""
@@ -50,7 +54,9 @@ def _runs(prior_gamma: dict) -> ml_collections.ConfigDict:
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  """The paper's settings; ``variant`` 'cpu' or 'tiny' shrinks them."""
+  """The paper's settings; ``variant`` 'cpu', 'cpu_long' or 'tiny' shrinks them."""
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
   config = ml_collections.ConfigDict()
   config.datasets = ('mnist', 'fashion_mnist')
   config.dataset = 'mnist'        # set per run from config.datasets
@@ -75,17 +81,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   # Which runs of config.runs, in this order (() = all, control first).
   config.run_names = ()
   config.skip_unfinished = False  # True: tabulate finished runs, train nothing
-  # Optimisation.
-  config.seed = 0
-  config.optimizer = 'adam'
-  config.learning_rate = 1e-4
-  config.batch_size = 64
-  config.num_steps = 20000
+  common.training(config, batch_size=64, num_steps=20000, eval_every=20000,
+                  checkpoint_every=2000)
   config.step_loop = 'scan'       # 'python' on CPU: XLA:CPU convs are slow in a scan
-  # Logging, evaluation, checkpoints.
-  config.log_every = 100
-  config.eval_every = 20000
-  config.checkpoint_every = 2000
   config.eval_at_init = False     # the 'control' run reports the init
   config.eval_batches = 20        # test batches for the test InfoNCE
   # Probes.
@@ -117,10 +115,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     config.train_examples = 20000
     config.probe_train_examples = 10000
     config.critic_units = 512
-    config.num_steps = 600
-    config.eval_every = 600
-    config.checkpoint_every = 200
-    config.log_every = 50
+    common.schedule(config, 600, 600, log_every=50, checkpoint_every=200)
     config.eval_batches = 10
     config.probe_steps = 200
     config.mlp_probe_steps = 1500
@@ -131,9 +126,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
       # checkpoints are copied into the workdir (resume is exact).
       config.datasets = ('fashion_mnist', 'mnist')
       config.run_names = ('control', 'L_infonce', 'G_infonce')
-      config.num_steps = 2000
-      config.eval_every = 2000
-      config.checkpoint_every = 200
+      common.schedule(config, 2000, 2000, checkpoint_every=200)
   elif variant == 'tiny':
     config.step_loop = 'python'
     config.datasets = ('mnist',)
@@ -150,15 +143,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
         'G_dv': dict(alpha=1.0, beta=0.0, gamma=0.0, estimator='dv'),
         'L_jsd_prior': dict(alpha=0.0, beta=1.0, gamma=0.1, estimator='jsd'),
     })
-    config.batch_size = 16
-    config.num_steps = 4
-    config.log_every = 2
-    config.eval_every = 4
-    config.checkpoint_every = 4
-    config.eval_batches = 2
-    config.probe_steps = 5
-    config.mlp_probe_steps = 5
-    config.mlp_probe_batch = 32
-  elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'cpu', 'cpu_long', 'tiny'")
+    common.schedule(config, 4, 4, log_every=2)
+    config.update(batch_size=16, eval_batches=2, probe_steps=5,
+                  mlp_probe_steps=5, mlp_probe_batch=32)
   return config

@@ -22,13 +22,16 @@ MNIST is read from $INFOMAX_DATA_DIR/mnist.npz (or config.data_dir), else tfds.
 import ml_collections
 from ml_collections import config_dict
 
+from experiments.configs import common
+
+VARIANTS = ('', 'quick', 'tiny')
+
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's settings; ``variant`` 'quick' or 'tiny' shrinks them."""
-  config = ml_collections.ConfigDict()
-  config.dataset = 'mnist'
-  config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, then tfds
-  config.noise_std = 0.05         # Gaussian noise on both views while training
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
+  config = common.twoview_data(ml_collections.ConfigDict())
   # Encoders: g1, g2 = RealNVP with 30 additive couplings, conditioner [512, 512].
   config.encoder = 'realnvp'
   config.encoder_kwargs = ml_collections.ConfigDict(dict(
@@ -37,30 +40,13 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.critic_kwargs = ml_collections.ConfigDict()
   config.bound = 'infonce'        # 'infonce' or 'nwj' (also 'dv', 'jsd')
   config.target_mi = config_dict.placeholder(float)  # t: minimise |I_EST - t|
-  # Optimisation.
-  config.seed = 0
-  config.optimizer = 'adam'
-  config.learning_rate = 1e-4
-  config.batch_size = 128
-  config.num_steps = 21000
-  # Logging, evaluation, checkpoints.
-  config.log_every = 100
-  config.eval_every = 1000
-  config.checkpoint_every = 1000
-  config.eval_batches = 20        # batches of batch_size for the MI estimates
-  config.probe_steps = 500        # optimisation steps of the linear probe
+  common.training(config, num_steps=21000)   # Adam 1e-4, batch 128
+  common.twoview_eval(config, eval_batches=20, probe_steps=500)
   if variant == 'quick':
     config.encoder_kwargs.num_couplings = 8
     config.num_steps = 6000
   elif variant == 'tiny':
     config.encoder_kwargs.num_couplings = 2
     config.encoder_kwargs.hidden = (32,)
-    config.num_steps = 20
-    config.log_every = 10
-    config.eval_every = 20
-    config.checkpoint_every = 20
-    config.eval_batches = 2
-    config.probe_steps = 50
-  elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'quick', 'tiny'")
+    common.smoke(config, 20, eval_batches=2, probe_steps=50)
   return config

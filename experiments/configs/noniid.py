@@ -23,9 +23,15 @@ go to subfolders of --workdir; noniid.png draws them together.
 
 import ml_collections
 
+from experiments.configs import common
+
+VARIANTS = ('', 'quick', 'tiny')
+
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's settings; ``variant`` 'quick' or 'tiny' shrinks them."""
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
   config = ml_collections.ConfigDict()
   # Data: per-batch shared latent z plus per-pair noise eps (2x2 covariances).
   config.latent_cov = ((1.0, -0.5), (-0.5, 1.0))
@@ -35,25 +41,11 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   # Critic: concatenated f(x, y) = MLP([x, y]), 5 hidden layers of 10.
   config.critic = 'concat'
   config.critic_kwargs = ml_collections.ConfigDict(dict(hidden=(10,) * 5))
-  # Optimisation.
-  config.seed = 0
-  config.optimizer = 'adam'
-  config.learning_rate = 1e-4
-  config.batch_size = 128
-  config.num_steps = 20000
-  # Logging, evaluation, checkpoints.
-  config.log_every = 500
-  config.eval_every = 1000
-  config.checkpoint_every = 5000
+  common.training(config, num_steps=20000, log_every=500, eval_every=1000,
+                  checkpoint_every=5000)
   config.eval_batches = 100       # held-out batches (same sampling) per estimate
   if variant == 'quick':
     config.num_steps = 5000
   elif variant == 'tiny':
-    config.num_steps = 20
-    config.log_every = 10
-    config.eval_every = 20
-    config.checkpoint_every = 20
-    config.eval_batches = 4
-  elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'quick', 'tiny'")
+    common.smoke(config, 20, eval_batches=4)
   return config

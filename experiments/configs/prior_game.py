@@ -8,9 +8,15 @@
 
 import ml_collections
 
+from experiments.configs import common
+
+VARIANTS = ('', 'tiny')
+
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """Generator of U[0,1]^64 from a 64-d Gaussian, with and without R1."""
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
   config = ml_collections.ConfigDict()
   config.latent_dim = 64
   config.features = 64                      # d of Y and of the prior
@@ -22,15 +28,8 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.gamma = 1.0
   config.estimator = 'infonce'
   config.critic_units = 4
-  config.seed = 0
-  config.optimizer = 'adam'
-  config.learning_rate = 1e-3
-  config.batch_size = 64
-  config.num_steps = 4000
+  common.training(config, learning_rate=1e-3, batch_size=64, num_steps=4000)
   config.step_loop = 'scan'
-  config.log_every = 100
-  config.eval_every = 1000
-  config.checkpoint_every = 1000
   config.eval_examples = 10000   # per side of the C2ST (train and test halves)
   config.energy_examples = 2000
   config.c2st_hidden = 200
@@ -41,13 +40,5 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     config.latent_dim = config.features = 4
     config.generator_hidden = (16,)
     config.discriminator_hidden = (16,)
-    config.num_steps = 20
-    config.log_every = 10
-    config.eval_every = 20
-    config.checkpoint_every = 20
-    config.eval_examples = 200
-    config.energy_examples = 100
-    config.c2st_steps = 20
-  elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; valid: '', 'tiny'")
+    common.smoke(config, 20, eval_examples=200, energy_examples=100, c2st_steps=20)
   return config

@@ -31,14 +31,16 @@ target_mi.png and summary.json in --workdir collect all of them.
 
 import ml_collections
 
+from experiments.configs import common
+
+VARIANTS = ('', 'quick', 'cpu', 'tiny')
+
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   """The paper's settings; ``variant`` 'quick', 'cpu' or 'tiny' shrinks them."""
-  config = ml_collections.ConfigDict()
-  config.dataset = 'mnist'
-  config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, then tfds
-  config.train_examples = 0       # > 0: use only the first N train images
-  config.noise_std = 0.05         # Gaussian noise on both views while training
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
+  config = common.twoview_data(ml_collections.ConfigDict())
   # Encoder name -> its kwargs (infomax_jax.encoders.make_encoder).
   config.encoders = ml_collections.ConfigDict(dict(
       convnet=dict(features=100),
@@ -48,49 +50,24 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.critic = 'bilinear'
   config.critic_kwargs = ml_collections.ConfigDict()
   config.bound = 'infonce'        # I_EST ('infonce' or 'nwj')
-  # Optimisation.
-  config.seed = 0
-  config.optimizer = 'adam'
-  config.learning_rate = 1e-4
-  config.batch_size = 128
-  config.num_steps = 20000
-  # Logging, evaluation, checkpoints.
-  config.log_every = 100
-  config.eval_every = 2000
-  config.checkpoint_every = 2000
-  config.eval_batches = 20        # batches of batch_size for the MI estimates
-  config.probe_steps = 500        # L-BFGS iterations of the linear probe
+  common.training(config, num_steps=20000, eval_every=2000, checkpoint_every=2000)
+  common.twoview_eval(config, eval_batches=20, probe_steps=500)
   # 'python' on CPU: XLA:CPU runs convolutions ~10x slower inside a scan.
   config.step_loop = 'scan'
   if variant == 'quick':
     config.train_examples = 10000
-    config.num_steps = 3000
-    config.eval_every = 1000
-    config.checkpoint_every = 1000
-    config.eval_batches = 10
-    config.probe_steps = 200
+    common.schedule(config, 3000, 1000)
+    common.twoview_eval(config, eval_batches=10, probe_steps=200)
   elif variant == 'cpu':
     config.step_loop = 'python'
     config.train_examples = 10000
-    config.num_steps = 300
-    config.log_every = 50
-    config.eval_every = 100
-    config.checkpoint_every = 100
-    config.eval_batches = 10
-    config.probe_steps = 200
+    common.schedule(config, 300, 100, log_every=50)
+    common.twoview_eval(config, eval_batches=10, probe_steps=200)
   elif variant == 'tiny':
     config.train_examples = 500
     config.encoders.mlp.features = (32, 16)
     config.encoders.convnet.features = 16
     config.targets = (2.0,)
-    config.num_steps = 4
-    config.log_every = 2
-    config.eval_every = 4
-    config.checkpoint_every = 4
-    config.eval_batches = 1
-    config.batch_size = 16
-    config.probe_steps = 10
-  elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; "
-                     "valid: '', 'quick', 'cpu', 'tiny'")
+    common.schedule(config, 4, 4, log_every=2)
+    config.update(eval_batches=1, batch_size=16, probe_steps=10)
   return config
