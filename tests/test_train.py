@@ -81,6 +81,19 @@ def test_metrics_jsonl_layout(tmp_path):
   assert [r['step'] for r in records if r['split'] == 'train'] == [5, 10, 15, 20]
   assert [r['step'] for r in records if r['split'] == 'eval'] == [0, 10, 20]
   assert all(np.isfinite(r['loss']) for r in records if r['split'] == 'train')
+  # The same scalars as TensorBoard events, read back with tensorboard's reader.
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={'scalars': 0})
+  acc.Reload()
+  for split, name in (('train', 'loss'), ('train', 'mse'), ('eval', 'w_norm')):
+    events = [(e.step, e.value) for e in acc.Scalars(f'{split}/{name}')]
+    expected = [(r['step'], r[name]) for r in records if r['split'] == split]
+    assert [s for s, _ in events] == [s for s, _ in expected]
+    np.testing.assert_allclose([v for _, v in events], [v for _, v in expected],
+                               rtol=1e-6)
+  # One timing record for the run.
+  timing = runs.read_timing(str(tmp_path))['train']
+  assert timing['steps'] == 20 and timing['segments'] == 1 and timing['seconds'] > 0
 
 
 def test_non_finite_metric_names_metric_and_step(tmp_path):

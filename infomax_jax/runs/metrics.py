@@ -78,7 +78,11 @@ class MetricWriter:
     if tensorboard:
       from tensorboardX import SummaryWriter   # lazy: optional at import
       purge = None if resume_step is None else resume_step + 1
-      self._tb = SummaryWriter(workdir, purge_step=purge, flush_secs=10)
+      # A file per segment: two segments started in the same second would
+      # otherwise share (and truncate) one file name.
+      suffix = f'.{os.getpid()}.{time.time_ns()}'
+      self._tb = SummaryWriter(workdir, purge_step=purge, flush_secs=10,
+                               filename_suffix=suffix)
 
   def write(self, step: int, split: str, values: dict[str, Any],
             **tags: str) -> dict[str, Any]:
