@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from infomax_jax import bounds
 from infomax_jax import critics
 from infomax_jax import evaluation
 from infomax_jax import registry
@@ -84,7 +85,7 @@ def make_task(config: ml_collections.ConfigDict, sampling: str,
   """The ``train.Task`` of one (sampling, bound) run; evaluates held-out estimates."""
   critic = critics.make_critic(config.critic,
                                **twoview.module_kwargs(config.critic_kwargs))
-  estimator = registry.lookup(twoview.SCORE_BOUNDS, bound, 'bound')
+  spec = bounds.get(bound, scores_only=True)
   sample_batch = make_sampler(config.latent_cov, config.noise_cov, sampling,
                               config.batch_size)
   keys = evaluation.eval_keys(config.seed, 'mi_test', config.eval_batches)
@@ -93,17 +94,17 @@ def make_task(config: ml_collections.ConfigDict, sampling: str,
     x = jnp.zeros((2, 1), jnp.float32)
     return critic.init(key, x, x)['params'], ()
 
-  def estimate(params, batch):
-    return estimator(critic.apply({'params': params}, batch['x'], batch['y']))
+  def value(params, batch):
+    return spec(critic.apply({'params': params}, batch['x'], batch['y']))
 
   def loss(params, aux, batch, key):
     del key
-    value = estimate(params, batch)
-    return -value, ({'mi': value}, aux)
+    out = value(params, batch)
+    return -out.objective, ({'mi': out.estimate}, aux)
 
   @jax.jit
   def held_out(params):
-    values = jax.lax.map(lambda k: estimate(params, sample_batch(k)), keys)
+    values = jax.lax.map(lambda k: value(params, sample_batch(k)).estimate, keys)
     return {'mi_test': jnp.mean(values), 'mi_test_std': jnp.std(values)}
 
   return train_lib.Task(init=init, sample=lambda data, key: sample_batch(key),

@@ -12,7 +12,7 @@ driver around it (data, cached baselines, training, figures) is
 Config fields (besides those of ``infomax_jax.train``):
   dataset, data_dir, encoder, encoder_kwargs (ConfigDict; for 'realnvp' the
   two encoders get permutation seeds 0 and 1), critic, critic_kwargs, bound
-  (one of ``SCORE_BOUNDS``), noise_std, target_mi (None: maximize), 
+  (a ``bounds.REGISTRY`` name of the scores alone), noise_std, target_mi (None: maximize), 
   eval_batches, probe_steps, train_examples (> 0: only the first N train
   images).
 """
@@ -29,19 +29,9 @@ from infomax_jax import critics
 from infomax_jax import data as data_lib
 from infomax_jax import encoders
 from infomax_jax import evaluation
-from infomax_jax import registry
 from infomax_jax import train as train_lib
 
 Array = jax.Array
-
-# Bounds that are functions of the score matrix alone.
-SCORE_BOUNDS: dict[str, Callable[[Array], Array]] = {
-    'infonce': bounds.infonce,
-    'nwj': bounds.nwj,
-    'dv': bounds.dv,
-    'jsd': bounds.jsd,
-}
-
 
 class TwoView(nn.Module):
   """g1 on x, g2 on y, and a critic on the codes: ``__call__`` gives (K, K) scores."""
@@ -78,14 +68,15 @@ def make_model(config: ml_collections.ConfigDict) -> TwoView:
 
 
 def mi_objective(config) -> Callable[[Array], tuple[Array, dict[str, Array]]]:
-  """scores -> (loss, metrics): -I_EST, or |I_EST - t| when config.target_mi is set."""
-  bound = registry.lookup(SCORE_BOUNDS, config.bound, 'bound')
+  """scores -> (loss, metrics): minus the bound's objective, or |I_EST - t| when
+  config.target_mi is set; ``metrics['mi']`` is the estimate the bound reports."""
+  spec = bounds.get(config.bound, scores_only=True)
   target = config.get('target_mi')
 
   def objective(scores):
-    estimate = bound(scores)
-    loss = -estimate if target is None else jnp.abs(estimate - target)
-    return loss, {'mi': estimate}
+    out = spec(scores)   # the objective trains; the registry says what it reports
+    loss = -out.objective if target is None else jnp.abs(out.estimate - target)
+    return loss, {'mi': out.estimate}
 
   return objective
 
@@ -124,7 +115,7 @@ def make_estimator(config, model: TwoView, bound_names: Sequence[str]):
   ``evaluation.eval_keys(config.seed, purpose, ...)``: the same batches at
   every evaluation of a run.
   """
-  bound_fns = {name: registry.lookup(SCORE_BOUNDS, name, 'bound')
+  bound_fns = {name: bounds.get(name, scores_only=True).estimate
                for name in bound_names}
   sample = sample_views(config.batch_size, config.noise_std)
 
