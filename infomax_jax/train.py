@@ -31,6 +31,7 @@ eval_every, checkpoint_every, and optionally step_loop ('scan', 'python'; see
 keep_checkpoints.
 """
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -42,7 +43,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from infomax_jax import parallel
 from infomax_jax import registry
@@ -124,13 +124,7 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     if field not in config:
       raise ValueError(f'config needs the field {field!r} (got fields '
                        f'{sorted(config.keys())})')
-  for field in ('num_steps', 'eval_every', 'checkpoint_every'):
-    if config[field] % config.log_every:
-      raise ValueError(f'config.{field} ({config[field]}) must be a multiple of '
-                       f'config.log_every ({config.log_every})')
-  if config.log_every < 1 or config.num_steps < 0:
-    raise ValueError(f'need log_every >= 1 and num_steps >= 0, got '
-                     f'{config.log_every} and {config.num_steps}')
+  runs.validate(config)
 
 
 def _default_update(task: Task):
@@ -250,8 +244,15 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
   mesh = mesh or parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   os.makedirs(workdir, exist_ok=True)
-  # Multi-process runs: every process trains, process 0 alone logs and writes.
+  # Multi-process runs: every process trains, process 0 alone logs and writes
+  # (and holds the workdir's lock).
   primary = jax.process_index() == 0
+  with runs.workdir.lock(workdir) if primary else contextlib.nullcontext():
+    return _train(config, task, workdir, mesh, primary, verbose)
+
+
+def _train(config, task: Task, workdir: str, mesh, primary: bool,
+           verbose: bool) -> TrainState:
   log = print if verbose and primary else (lambda *a, **k: None)
   rep = parallel.replicated(mesh)
 
@@ -259,15 +260,15 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
   state = jax.device_put(init_state(task, config, tx), rep)
   data = jax.device_put(task.data, rep)
 
-  ckpt = ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(
-          max_to_keep=config.get('keep_checkpoints', 2), create=True))
-  resume_step = ckpt.latest_step()
+  ckpt = runs.Checkpoints(workdir, config.get('keep_checkpoints', 2), primary)
+  if primary:   # a rerun must be the same run (or an allowed extension of it)
+    runs.workdir.pin_config(workdir, config,
+                            resuming=ckpt.latest_step() is not None)
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
+  resume_step, restored = ckpt.restore(abstract, log=log)
   if resume_step is not None:
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
-    state = ckpt.restore(resume_step, args=ocp.args.StandardRestore(abstract))
+    state = restored
     log(f'resumed from the checkpoint at step {resume_step} in {workdir}')
   writer = runs.MetricWriter(workdir, resume_step, enabled=primary)
 
@@ -283,8 +284,7 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
     log(f'[eval] step {step}: {shown} ({time.time() - t0:.1f}s)', flush=True)
 
   def save(step):
-    ckpt.save(step, args=ocp.args.StandardSave(state), force=True)
-    ckpt.wait_until_finished()
+    ckpt.save(step, state)
 
   def stopped():
     return task.stop is not None and bool(task.stop(state))

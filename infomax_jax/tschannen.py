@@ -72,6 +72,8 @@ def run(config: Config, workdir: str, *, title: str, filename: str,
     extra_panels: further panels of the default figure (see ``figure``).
     **task_kwargs: passed to ``make_task`` (e.g. ``extra_eval``).
   """
+  if make_task is twoview.make_task:   # name errors before the data load
+    twoview.make_model(config), twoview.mi_objective(config)
   train_views, test_views = load_views(config)
   base = baselines(config, train_views, test_views, workdir)
   task = make_task(config, train_views, test_views, baselines=base, **task_kwargs)

@@ -14,12 +14,16 @@ runs as a program, so tests can import every experiment together.
 
 import logging as std_logging
 import os
+import sys
 from typing import Any, Callable
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from infomax_jax.runs.config import validate
+from infomax_jax.runs.workdir import allow_changes, lock
 
 
 class _BelowWarningFrom(std_logging.Filter):
@@ -55,10 +59,36 @@ def main(run: Callable[[Any, str], Any], file: str) -> None:
   workdir = flags.DEFINE_string('workdir', os.path.join('runs', name),
                                 'Output folder (resumed when it holds a run).')
 
+  allow = flags.DEFINE_list(
+      'allow_config_change', [], 'Config fields a rerun may change although '
+      'the workdir holds a run started with other values (see '
+      'infomax_jax.runs.workdir).')
+
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     quiet_orbax()
-    run(config.value, workdir.value)
+    try:   # the whole config, before any data is loaded
+      validate(config.value)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
+    allow_changes(allow.value)
+    with lock(workdir.value):
+      run(config.value, workdir.value)
 
-  app.run(_main)
+  app.run(_main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's parsing, with a config override error reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error:
+    raise
+  except Exception as e:   # e.g. --config.nope=1: KeyError/AttributeError
+    if isinstance(e, (KeyError, AttributeError)) and e.args:
+      message = f'the config has no field {e.args[0]}'
+    else:
+      message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    print(f'FATAL: bad flag ({message}) in: {" ".join(argv[1:])}', file=sys.stderr)
+    sys.exit(2)
