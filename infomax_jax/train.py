@@ -266,7 +266,9 @@ def _train(config, task: Task, workdir: str, mesh, primary: bool,
                             resuming=ckpt.latest_step() is not None)
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
-  resume_step, restored = ckpt.restore(abstract, log=log)
+  # Warnings print even when progress lines do not (verbose=False).
+  resume_step, restored = ckpt.restore(
+      abstract, log=print if primary else (lambda *a, **k: None))
   if resume_step is not None:
     state = restored
     log(f'resumed from the checkpoint at step {resume_step} in {workdir}')

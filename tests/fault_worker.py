@@ -1,0 +1,58 @@
+"""A small training run for the fault tests, as its own process.
+
+  python tests/fault_worker.py WORKDIR NUM_STEPS [SLEEP_PER_CHUNK]
+
+Noisy linear regression through ``train.train`` with a checkpoint every 5
+steps; writes the final parameters to WORKDIR/final.npy. The optional sleep
+(in the evaluation hook, every 5 steps) slows it down so a test can kill it
+mid-run.
+"""
+
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from infomax_jax import train
+
+
+def task(sleep: float = 0.0) -> train.Task:
+  w_true = jnp.arange(1.0, 4.0)
+  xs = jax.random.normal(jax.random.PRNGKey(1), (256, 3))
+
+  def init(key):
+    return {'w': 0.1 * jax.random.normal(key, (3,))}, ()
+
+  def sample(data, key):
+    idx = jax.random.choice(key, data['x'].shape[0], (8,), replace=False)
+    return jax.tree.map(lambda a: a[idx], data)
+
+  def loss(params, aux, batch, key):
+    err = batch['x'] @ params['w'] - batch['y'] + 0.01 * jax.random.normal(
+        key, batch['y'].shape)
+    return jnp.mean(err ** 2), ({}, aux)
+
+  def evaluate(params, aux, step):
+    time.sleep(sleep)
+    return {'w_norm': float(jnp.linalg.norm(params['w']))}
+
+  return train.Task(init=init, sample=sample, loss=loss,
+                    data={'x': xs, 'y': xs @ w_true}, evaluate=evaluate)
+
+
+def config(num_steps: int, **overrides) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict(dict(
+      seed=0, num_steps=num_steps, batch_size=8, learning_rate=0.05,
+      log_every=5, eval_every=5, checkpoint_every=5, keep_checkpoints=2))
+  c.update(overrides)
+  return c
+
+
+if __name__ == '__main__':
+  workdir, num_steps = sys.argv[1], int(sys.argv[2])
+  sleep = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+  state = train.train(config(num_steps), task(sleep), workdir, verbose=False)
+  np.save(f'{workdir}/final.npy', np.asarray(state.params['w']))
