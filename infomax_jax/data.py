@@ -31,6 +31,8 @@ import dataclasses
 import functools
 import gzip
 import os
+import zipfile
+import zlib
 import socket
 import struct
 from typing import Any
@@ -277,13 +279,22 @@ def _check_split_arrays(images: np.ndarray, labels: np.ndarray,
 @functools.lru_cache(maxsize=16)
 def _load_npz(path: str, split: str, image_shape: tuple[int, ...],
               num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-  with np.load(path, allow_pickle=False) as f:
-    keys = (f'x_{split}', f'y_{split}')
-    missing = [k for k in keys if k not in f.files]
-    if missing:
-      raise ValueError(f'{path}: expected arrays {keys}, missing {missing} '
-                       f'(has {f.files})')
-    images, labels = f[keys[0]], f[keys[1]]
+  keys = (f'x_{split}', f'y_{split}')
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      missing = [k for k in keys if k not in f.files]
+      if missing:
+        raise ValueError(f'{path}: expected arrays {keys}, missing {missing} '
+                         f'(has {f.files})')
+      images, labels = f[keys[0]], f[keys[1]]
+  except ValueError as e:
+    if str(e).startswith(path):
+      raise
+    raise ValueError(f'{path}: not a readable .npz archive ({e}); replace the '
+                     'file with a good copy') from None
+  except (OSError, EOFError, KeyError, zlib.error, zipfile.BadZipFile) as e:
+    raise ValueError(f'{path}: not a readable .npz archive ({type(e).__name__}: '
+                     f'{e}); replace the file with a good copy') from None
   return _readonly(*_check_split_arrays(images, labels, image_shape,
                                         num_classes, path))
 
@@ -305,8 +316,12 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
   """
   path = os.fspath(path)
   opener = gzip.open if path.endswith('.gz') else open
-  with opener(path, 'rb') as f:
-    data = f.read()
+  try:
+    with opener(path, 'rb') as f:
+      data = f.read()
+  except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+    raise ValueError(f'{path}: not a readable IDX file ({type(e).__name__}: '
+                     f'{e}); replace the file with a good copy') from None
   if len(data) < 4:
     raise ValueError(f'{path}: expected an IDX header of at least 4 bytes, '
                      f'got {len(data)} bytes')

@@ -109,7 +109,9 @@ def log_condition_numbers(f: Function, xs: Array, *,
     (B,) log condition numbers (``inf`` where the Jacobian is singular).
   """
   s = singular_values(f, xs, chunk_size=chunk_size)
-  return jnp.log(s[:, 0]) - jnp.log(s[:, -1])
+  # A zero smallest singular value (an all-zero Jacobian included) is a
+  # singular Jacobian: kappa = inf, not log(0) - log(0) = nan.
+  return jnp.where(s[:, -1] > 0, jnp.log(s[:, 0]) - jnp.log(s[:, -1]), jnp.inf)
 
 
 def percentiles(values: Array,

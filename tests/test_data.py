@@ -350,3 +350,29 @@ def test_epoch_permutation():
   np.testing.assert_array_equal(np.sort(perm), np.arange(30))
   np.testing.assert_array_equal(perm, data.epoch_permutation(key, 30))
   assert not np.array_equal(perm, np.arange(30))
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'garble'])
+def test_damaged_npz_error_names_the_file(tmp_path, damage):
+  images = np.zeros((4, 28, 28), np.uint8)
+  labels = np.arange(4, dtype=np.uint8)
+  path = tmp_path / 'mnist.npz'
+  np.savez(path, x_train=images, y_train=labels, x_test=images, y_test=labels)
+  raw = path.read_bytes()
+  if damage == 'truncate':
+    path.write_bytes(raw[:len(raw) // 2])
+  else:
+    path.write_bytes(raw[:40] + bytes(200) + raw[240:])
+  data._load_npz.cache_clear()
+  with pytest.raises(ValueError, match=f'{path}: '):
+    data.load('mnist', 'train', data_dir=str(tmp_path), source='local')
+
+
+def test_truncated_idx_gz_error_names_the_file(tmp_path):
+  path = tmp_path / 'x.idx.gz'
+  with gzip.open(path, 'wb') as f:
+    f.write(b'\x00\x00\x08\x01' + (1000).to_bytes(4, 'big') + bytes(1000))
+  raw = path.read_bytes()
+  path.write_bytes(raw[:len(raw) - 12])
+  with pytest.raises(ValueError, match=f'{path}: not a readable IDX file'):
+    data.read_idx(path)

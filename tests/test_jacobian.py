@@ -115,3 +115,13 @@ def test_percentiles_match_numpy():
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_all_zero_jacobian_is_infinitely_ill_conditioned():
+  # Documented: inf where the Jacobian is singular (not log 0 - log 0 = nan).
+  xs = jnp.ones((2, 3))
+  got = jacobian.log_condition_numbers(lambda x: 0.0 * x, xs)
+  assert np.all(np.isposinf(got))
+  rank_one = jacobian.log_condition_numbers(
+      lambda x: jnp.array([1.0, 0.0, 0.0]) * jnp.sum(x), xs)
+  assert np.all(np.isposinf(rank_one))
