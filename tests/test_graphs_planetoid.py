@@ -35,6 +35,12 @@ def test_restricted_unpickler_rejects_malicious_pickles(tmp_path):
   with pytest.raises(graphs.UnsafePickleError, match='object dtypes'):
     graphs.restricted_loads(pickle.dumps(np.array([1, 'a'], dtype=object),
                                          protocol=4))
+  # numpy.ndarray(shape, 'O') called directly would skip the dtype check.
+  with pytest.raises(graphs.UnsafePickleError, match='may not call numpy.ndarray'):
+    graphs.restricted_loads(b"cnumpy\nndarray\n((I2\ntS'O'\ntR.")
+  # Real arrays (pickled through _reconstruct) still load.
+  np.testing.assert_array_equal(
+      graphs.restricted_loads(pickle.dumps(np.arange(3.0), protocol=4)), np.arange(3.0))
   # A malicious file in place of a real one fails the loader the same way.
   folder = tmp_path / 'planetoid'
   folder.mkdir()

@@ -57,7 +57,23 @@ def _numpy_reconstruct():
   return multiarray._reconstruct  # pylint: disable=protected-access
 
 
+class _NdarrayType:
+  """Stands for ``numpy.ndarray`` in a data pickle: a valid ``subtype`` for
+  ``_reconstruct``, but not callable (``numpy.ndarray(shape, 'O')`` would
+  build an object array around the dtype check)."""
+
+  def __call__(self, *args: Any, **kwargs: Any) -> None:
+    raise UnsafePickleError(
+        f'a data pickle may not call numpy.ndarray{args!r}: only '
+        '_reconstruct (with a checked dtype) may build arrays')
+
+
+_NDARRAY = _NdarrayType()
+
+
 def _safe_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+  if subtype is _NDARRAY:
+    subtype = np.ndarray
   if subtype is not np.ndarray:
     raise UnsafePickleError(
         f'_reconstruct may only build numpy.ndarray, got {subtype!r}')
@@ -69,7 +85,7 @@ def _safe_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ('numpy.core.multiarray', '_reconstruct'): _safe_reconstruct,
     ('numpy._core.multiarray', '_reconstruct'): _safe_reconstruct,
-    ('numpy', 'ndarray'): np.ndarray,
+    ('numpy', 'ndarray'): _NDARRAY,
     ('numpy', 'dtype'): _safe_dtype,
     ('scipy.sparse.csr', 'csr_matrix'): _CSRMatrixState,
     ('scipy.sparse._csr', 'csr_matrix'): _CSRMatrixState,
