@@ -10,7 +10,7 @@ respect to x and y (median of at least ``--repeats`` calls and
 ``--min_seconds`` of calls, after a compiling warm-up):
 
 * dense:      ``-bounds.infonce(x @ y.T)``: the K x K scores in memory;
-* streaming:  ``-contrastive.infonce(x, y, block_size=B)``: column blocks of B
+* streaming:  ``-streaming.infonce(x, y, block_size=B)``: column blocks of B
               with a custom VJP; O(K B) memory, 4 matmuls instead of 3.
 
 Memory is measured, not estimated: the parent reads each child's peak resident
@@ -30,7 +30,6 @@ on NVIDIA GPUs under JAX's default precision).
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -38,8 +37,7 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _KS = flags.DEFINE_list('ks', ['2048', '4096', '8192', '16384', '32768'],
                         'Batch sizes K.')
@@ -83,8 +81,9 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from infomax_jax import bounds  # pylint: disable=g-import-not-at-top
-  from infomax_jax import contrastive  # pylint: disable=g-import-not-at-top
+  from infomax_jax.bounds import streaming  # pylint: disable=g-import-not-at-top
 
   dt = jnp.dtype(dtype)
   kx, ky = jax.random.split(jax.random.PRNGKey(0))
@@ -93,7 +92,7 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
 
   dense_loss = lambda x, y: -bounds.infonce(
       jnp.dot(x, y.T, preferred_element_type=jnp.float32))
-  streaming_loss = lambda x, y: -contrastive.infonce(x, y, block_size=block)
+  streaming_loss = lambda x, y: -streaming.infonce(x, y, block_size=block)
 
   if method == 'baseline':
     fn = jax.jit(lambda x, y: (jnp.sum(x * y), (x, y)))
@@ -200,8 +199,8 @@ def table(rows: list[dict], matmul_tflops: Optional[float]) -> str:
   dense = {r['k']: r.get('seconds') for r in rows if r['method'] == 'dense'}
   for r in rows:
     if 'skipped' in r or 'error' in r:
-      lines.append(f"| {r['k']} | {r['method']} | | {r.get('skipped') or 'error: ' + r['error'][-120:]} "
-                   '| | | | | | |')
+      reason = r.get('skipped') or 'error: ' + r['error'][-120:]
+      lines.append(f"| {r['k']} | {r['method']} | | {reason} | | | | | | |")
       continue
     sec = r['seconds']
     nmat = {'dense': 3, 'streaming': 4}.get(r['method'])

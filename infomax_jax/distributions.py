@@ -392,6 +392,30 @@ def transform(task: Task, name: str, apply_to: str = 'both') -> Task:
               task.mutual_information, sampler)
 
 
+# ------------------------------------------ isotropic correlated Gaussians --
+
+def mi_to_rho(mi: float, dim: int) -> float:
+  """The rho at which x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) eps share ``mi`` nats.
+
+  I(X; Y) = -(d/2) log(1 - rho^2), so rho = sqrt(1 - e^{-2 I / d}) (Poole et
+  al. 2019, Sec. 4: the Gaussian staircase benchmark).
+  """
+  if not mi >= 0 or not (isinstance(dim, (int, np.integer)) and dim >= 1):
+    raise ValueError(f'mi_to_rho: need mi >= 0 and an int dim >= 1, got mi={mi!r}, '
+                     f'dim={dim!r}')
+  return math.sqrt(-math.expm1(-2.0 * mi / dim))
+
+
+def sample_correlated_gaussian(key: Array, rho: Array | float, n: int,
+                               dim: int) -> tuple[Array, Array]:
+  """x ~ N(0, I_dim), y = rho x + sqrt(1 - rho^2) eps: (n, dim) each.
+
+  ``rho`` may be traced (e.g. the level of a staircase picked by the step).
+  """
+  x, eps = jax.random.normal(key, (2, n, dim))
+  return x, rho * x + jnp.sqrt(1.0 - rho**2) * eps
+
+
 # ------------------------------------------------------------------- suite --
 
 # name -> factory. The suite spans 1-D to 25-D and ~0.4 to ~3 nats.

@@ -25,27 +25,28 @@ What ``estimate_mi`` does:
    chunk a ``lax.scan``; between chunks the held-out estimate is computed on
    device, the best parameters are kept, and training stops after
    ``patience`` evaluations without improvement. There are no host round
-   trips during training. ``tuba`` and ``interpolated`` learn a baseline
-   a(y) (a small MLP) jointly with the critic; ``mine`` carries its moving
-   average in the scan. Data parallel: the fit runs on a ``'data'`` mesh of
-   every device (``mesh``); the samples and parameters are replicated, and
-   every training batch and held-out batch is sharded over the devices along
-   its K pairs (``parallel.shard_batch``; a K that does not divide over the
-   devices stays replicated), so the K x K scores and the bounds still use the
-   whole batch. On one device this changes nothing.
+   trips during training. Bounds with a baseline input (``tuba``,
+   ``interpolated``) learn a(y) (a small MLP) jointly with the critic;
+   stateful ones (``mine``) carry their state in the scan. Data parallel:
+   the fit runs on a ``'data'`` mesh of every device (``mesh``); the samples
+   and parameters are replicated, and every training batch and held-out batch
+   is sharded over the devices along its K pairs (``parallel.shard_batch``; a
+   K that does not divide over the devices stays replicated), so the K x K
+   scores and the bounds still use the whole batch. On one device this
+   changes nothing.
 4. Reports the held-out estimate of the best parameters: the test split is cut
    into B disjoint batches of K = min(batch_size, n_test) pairs, the
    evaluation bound is computed on each batch's K x K score matrix, and
 
        mi = (1/B) sum_b I_b,    stderr = std_b(I_b) / sqrt(B).
 
-Held-out estimator per training bound (``EVAL_BOUNDS``): the bound itself for
-dv, nwj, infonce, tuba, interpolated and smile (their values are MI
-estimates); ``dv`` for mine (MINE's value *is* DV; only its gradient differs);
-``dv`` for jsd: the JS objective is not an MI estimate, but its optimal critic
-is the log density ratio log p(x, y) / (p(x) p(y)) (the logit of the optimal
-classifier), and DV of that critic is the MI (as SMILE evaluates its
-JS-trained critic). ``eval_bound`` overrides the choice.
+Held-out estimator: the training bound's reported estimate in the registry
+(``bounds.get(bound).estimate``): the value itself for dv, nwj, infonce, tuba,
+interpolated and smile; DV for mine (MINE's value *is* DV; only its gradient
+differs); for jsd (and the f-divergences) NWJ of the log density ratio its
+critic implies, nwj(f + 1): the JS objective is not an MI estimate, but its
+optimal critic is log p(x, y) / (p(x) p(y)), at which nwj(f + 1) is the MI.
+``eval_bound`` names another registry entry whose estimate to report instead.
 
 Caveats: the reported value is the held-out estimate at the evaluation that
 scored best, so it carries a small upward selection bias (of the order of the
@@ -71,33 +72,13 @@ import numpy as np
 import optax
 from scipy import special
 
-from infomax_jax import bounds
-from infomax_jax import critics
-from infomax_jax import encoders
-from infomax_jax import parallel
-from infomax_jax import registry
+from infomax_jax import bounds, critics, encoders, parallel, registry
 
 Array = jax.Array
 
-# Held-out estimator used for each training bound (see the module docstring).
-EVAL_BOUNDS: dict[str, str] = {
-    'dv': 'dv', 'nwj': 'nwj', 'infonce': 'infonce', 'tuba': 'tuba',
-    'interpolated': 'interpolated', 'smile': 'smile', 'mine': 'dv', 'jsd': 'dv',
-}
-
-# Bounds that can serve as a held-out estimate: all but mine (stateful; use
-# dv, its value) and jsd (not an MI estimate).
-_EVAL_CHOICES = ('dv', 'nwj', 'infonce', 'tuba', 'interpolated', 'smile')
-
-# Hyperparameters of each bound (keyword -> default); ``baseline_hidden`` are
-# the hidden widths of the learned baseline a(y) of tuba / interpolated.
-BOUND_DEFAULTS: dict[str, dict[str, Any]] = {
-    'dv': {}, 'nwj': {}, 'infonce': {}, 'jsd': {},
-    'tuba': {'baseline_hidden': (64,)},
-    'interpolated': {'alpha': 0.01, 'baseline_hidden': (64,)},
-    'smile': {'clip': 5.0},
-    'mine': {'momentum': 0.99},
-}
+# Hidden widths of the learned baseline a(y) of bounds with a baseline input
+# (``bound_kwargs['baseline_hidden']``); other hyperparameters: the registry's.
+BASELINE_HIDDEN = (64,)
 
 # Critic architecture used when ``critic_kwargs`` is None.
 CRITIC_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -195,15 +176,18 @@ def _freeze(v: Any) -> Any:
   return v
 
 
-def _bound_kwargs(bound: str, given: Mapping[str, Any] | None) -> dict[str, Any]:
-  defaults = BOUND_DEFAULTS[bound]
+def _bound_kwargs(spec: bounds.Bound, given: Mapping[str, Any] | None
+                  ) -> tuple[dict[str, Any], tuple[int, ...] | None]:
+  """(the bound's hyperparameters, its baseline's hidden widths or None)."""
   given = dict(given or {})
-  unknown = sorted(set(given) - set(defaults))
+  valid = sorted([*spec.defaults, *(['baseline_hidden'] if spec.needs_baseline
+                                    else [])])
+  unknown = sorted(set(given) - set(valid))
   if unknown:
-    valid = ', '.join(sorted(defaults)) or 'none'
-    raise ValueError(f'unknown bound_kwargs for {bound!r}: {unknown}; valid '
-                     f'keys are: {valid}')
-  return {**defaults, **given}
+    raise ValueError(f'unknown bound_kwargs for {spec.name!r}: {unknown}; valid '
+                     f'keys are: {", ".join(valid) or "none"}')
+  hidden = given.pop('baseline_hidden', BASELINE_HIDDEN)
+  return spec.options(given), tuple(hidden) if spec.needs_baseline else None
 
 
 # ----------------------------------------------------------- preprocessing --
@@ -252,6 +236,8 @@ class _Spec:
   critic: str
   critic_kwargs: tuple
   bound_kwargs: tuple
+  eval_kwargs: tuple
+  baseline_hidden: tuple | None
   batch_size: int
   eval_batch: int
   num_eval_batches: int
@@ -262,7 +248,7 @@ class _Spec:
 
 
 class _Model(nn.Module):
-  """The critic plus, for tuba / interpolated, the baseline a(y)."""
+  """The critic plus, for a bound with a baseline input, the baseline a(y)."""
   critic: str
   critic_kwargs: tuple
   baseline_hidden: tuple | None
@@ -276,27 +262,11 @@ class _Model(nn.Module):
     return scores, a
 
 
-def _model(spec: _Spec) -> _Model:
-  kw = dict(spec.bound_kwargs)
-  hidden = kw.get('baseline_hidden')
-  needs = spec.bound in ('tuba', 'interpolated') or spec.eval_bound in (
-      'tuba', 'interpolated')
-  return _Model(spec.critic, spec.critic_kwargs,
-                tuple(hidden or (64,)) if needs else None)
-
-
-def _bound_value(name: str, scores: Array, baseline: Array | None,
-                 kw: dict[str, Any], mine_state=None):
-  """The value of bound ``name`` (and MINE's new state) on one score matrix."""
-  if name == 'tuba':
-    return bounds.tuba(scores, baseline), mine_state
-  if name == 'interpolated':
-    return bounds.interpolated(scores, baseline, kw['alpha']), mine_state
-  if name == 'smile':
-    return bounds.smile(scores, clip=kw['clip']), mine_state
-  if name == 'mine':
-    return bounds.mine(scores, mine_state, momentum=kw['momentum'])
-  return bounds.get(name)(scores), mine_state
+def _held_out_estimate(spec: _Spec, scores: Array, a: Array | None) -> Array:
+  """The reported MI estimate of ``spec.eval_bound`` on one score matrix."""
+  entry = bounds.get(spec.eval_bound)
+  return entry.estimate(scores, log_baseline=a if entry.needs_baseline else None,
+                        **dict(spec.eval_kwargs))
 
 
 @functools.partial(jax.jit, static_argnames=('spec', 'mesh'))
@@ -306,7 +276,8 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
 
   Every batch is sharded over ``mesh`` (the data stays replicated).
   """
-  model = _model(spec)
+  model = _Model(spec.critic, spec.critic_kwargs, spec.baseline_hidden)
+  bound = bounds.get(spec.bound)
   kw = dict(spec.bound_kwargs)
   k, n_train = spec.batch_size, x_train.shape[0]
   steps_per_epoch = n_train // k
@@ -314,7 +285,7 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
   params = model.init(key_init, x_train[:k], y_train[:k])
   tx = optax.adam(spec.learning_rate)
   opt_state = tx.init(params)
-  mine_state = bounds.mine_init()
+  bound_state = bound.init_state()
 
   # Held-out batches: (B, K, d).
   nb, ke = spec.num_eval_batches, spec.eval_batch
@@ -324,7 +295,7 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
   def held_out(p):
     def one(batch):
       scores, a = model.apply(p, *parallel.shard_batch(batch, mesh))
-      return _bound_value(spec.eval_bound, scores, a, kw)[0]
+      return _held_out_estimate(spec, scores, a)
     values = jax.lax.map(one, (xt, yt))
     mean = jnp.mean(values)
     se = jnp.std(values, ddof=1) / jnp.sqrt(nb) if nb > 1 else jnp.nan
@@ -332,8 +303,8 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
 
   def objective(p, xb, yb, ms):
     scores, a = model.apply(p, xb, yb)
-    value, ms = _bound_value(spec.bound, scores, a, kw, ms)
-    return -value, (value, ms)
+    out = bound(scores, log_baseline=a, state=ms, **kw)
+    return -out.objective, (out.objective, out.state)
 
   grad_fn = jax.value_and_grad(objective, has_aux=True)
 
@@ -354,7 +325,7 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
   n_steps = spec.chunk * spec.num_chunks
   init = dict(
       chunk=jnp.zeros((), jnp.int32), params=params, opt=opt_state,
-      mine=mine_state, perm=jnp.arange(n_train),
+      state=bound_state, perm=jnp.arange(n_train),
       best_params=params, best=jnp.full((), -jnp.inf), best_se=jnp.full((), jnp.nan),
       best_chunk=jnp.zeros((), jnp.int32), bad=jnp.zeros((), jnp.int32),
       train_curve=jnp.full((n_steps,), jnp.nan),
@@ -367,13 +338,13 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
     c = s['chunk']
     steps = c * spec.chunk + jnp.arange(spec.chunk)
     (p, o, ms, perm), values = jax.lax.scan(
-        train_step, (s['params'], s['opt'], s['mine'], s['perm']), steps)
+        train_step, (s['params'], s['opt'], s['state'], s['perm']), steps)
     est, se = held_out(p)
     better = est > s['best']
     pick = lambda new, old: jax.tree.map(  # pylint: disable=g-long-lambda
         lambda a, b: jnp.where(better, a, b), new, old)
     return dict(
-        chunk=c + 1, params=p, opt=o, mine=ms, perm=perm,
+        chunk=c + 1, params=p, opt=o, state=ms, perm=perm,
         best_params=pick(p, s['best_params']),
         best=jnp.where(better, est, s['best']),
         best_se=jnp.where(better, se, s['best_se']),
@@ -406,17 +377,19 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
   Args:
     x: (n,) or (n, d_x) samples of X.
     y: (n,) or (n, d_y) samples of Y; row i of x and y form the i-th pair.
-    bound: training bound, one of ``infomax_jax.bounds.BOUNDS``: dv, nwj,
-      infonce, jsd, tuba, interpolated, smile, mine.
+    bound: training bound, a name of ``infomax_jax.bounds.REGISTRY``: dv, nwj,
+      infonce, jsd, tuba, interpolated, smile, mine, f_kl, f_gan, ...
     critic: one of ``infomax_jax.critics.CRITICS``: separable, concat,
       bilinear, inner_product.
     critic_kwargs: the critic module's fields; default ``CRITIC_DEFAULTS``.
-    bound_kwargs: the bound's hyperparameters (``BOUND_DEFAULTS``): ``clip``
-      (smile), ``alpha`` (interpolated), ``momentum`` (mine),
-      ``baseline_hidden`` (tuba, interpolated).
-    eval_bound: estimator of the held-out MI; default ``EVAL_BOUNDS[bound]``.
-      One of dv, nwj, infonce, smile (tuba / interpolated only when training
-      one of them, which learns their baseline).
+    bound_kwargs: the bound's hyperparameters (defaults: the registry's
+      ``Bound.defaults``): ``clip`` (smile), ``alpha`` (interpolated),
+      ``momentum`` (mine); and ``baseline_hidden`` (default
+      ``BASELINE_HIDDEN``) for bounds with a learned baseline (tuba,
+      interpolated).
+    eval_bound: the registry entry whose reported estimate is the held-out
+      MI; default ``bound`` itself (``Bound.reports`` says what that is).
+      One with a baseline input only when ``bound`` learns a baseline.
     batch_size: K, the number of pairs per training batch (K positives, K(K-1)
       negatives) and per held-out batch; reduced to the split size if larger.
       InfoNCE estimates never exceed log K.
@@ -447,19 +420,18 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
       the valid names) or a bad hyperparameter.
   """
   t0 = time.perf_counter()
-  registry.lookup(bounds.BOUNDS, bound, 'bound')
+  train_spec = bounds.get(bound)
   registry.lookup(critics.CRITICS, critic, 'critic')
-  if eval_bound is None:
-    eval_bound = EVAL_BOUNDS[bound]
-  registry.lookup({b: b for b in _EVAL_CHOICES}, eval_bound, 'eval_bound')
-  if (eval_bound in ('tuba', 'interpolated')
-      and bound not in ('tuba', 'interpolated')):
+  eval_bound = bound if eval_bound is None else eval_bound
+  eval_spec = registry.lookup(
+      {n: b for n, b in bounds.REGISTRY.items() if b.mi_estimate}, eval_bound,
+      'eval_bound')
+  if eval_spec.needs_baseline and not train_spec.needs_baseline:
     raise ValueError(f'eval_bound={eval_bound!r} needs a learned baseline, '
-                     f'which only bound=tuba or interpolated trains; got '
-                     f'bound={bound!r}')
-  kw = _bound_kwargs(bound, bound_kwargs)
-  if eval_bound != bound:       # the eval bound's own defaults (e.g. smile clip)
-    kw = {**BOUND_DEFAULTS[eval_bound], **kw}
+                     f'which bound={bound!r} does not train (those that do: '
+                     f'{", ".join(n for n, b in bounds.REGISTRY.items() if b.needs_baseline)})')
+  kw, baseline_hidden = _bound_kwargs(train_spec, bound_kwargs)
+  eval_kw = kw if eval_bound == bound else eval_spec.defaults
   ck = CRITIC_DEFAULTS[critic] if critic_kwargs is None else dict(critic_kwargs)
 
   batch_size = _check_positive_int(batch_size, 'batch_size')
@@ -502,7 +474,8 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
   chunk = min(eval_every, steps)
   spec = _Spec(
       bound=bound, eval_bound=eval_bound, critic=critic,
-      critic_kwargs=_freeze(ck), bound_kwargs=_freeze(kw), batch_size=k,
+      critic_kwargs=_freeze(ck), bound_kwargs=_freeze(kw),
+      eval_kwargs=_freeze(eval_kw), baseline_hidden=baseline_hidden, batch_size=k,
       eval_batch=ke, num_eval_batches=n_test // ke, chunk=chunk,
       num_chunks=-(-steps // chunk), patience=patience,
       learning_rate=float(learning_rate))

@@ -7,7 +7,8 @@ Full grid (15 tasks x 8 bounds x 2 critics x 2 seeds = 480 estimates of
       --workdir=/tmp/estimators
 
 It took 4 minutes on one H100 machine as 5 shard processes
-(--config.num_shards=5 --config.shard_index=i, then --summarize_only); on a
+(--config.num_shards=5 --config.shard_index=i, then one run with the default
+single shard, which finds every estimate done and writes the tables); on a
 2-core CPU shared with other jobs each estimate takes 20-70 s (compilation
 included), i.e. hours: there, run the ``check`` variant.
 
@@ -36,6 +37,7 @@ worse, and the exponential bounds (nwj, tuba, mine) are unstable with them.
 
 import ml_collections
 
+from experiments.configs import common
 from infomax_jax import distributions
 
 ALL_BOUNDS = ('infonce', 'nwj', 'dv', 'mine', 'jsd', 'smile', 'tuba',
@@ -46,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The full sweep, or the ``quick`` smoke variant (``...py:quick``)."""
   config = ml_collections.ConfigDict()
   config.tasks = tuple(distributions.TASKS)    # names, see distributions.TASKS
-  config.bounds = ALL_BOUNDS                   # see infomax_jax.bounds.BOUNDS
+  config.bounds = ALL_BOUNDS                   # see infomax_jax.bounds.REGISTRY
   config.critics = ('separable', 'concat')     # see infomax_jax.critics.CRITICS
   config.seeds = (0, 1)                        # data seed = estimator seed
   config.num_samples = 10_000                  # pairs per task (train + test)
@@ -82,6 +84,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.estimator.steps = 300
     config.estimator.eval_every = 50
   elif arg:
-    raise ValueError(f"unknown config variant {arg!r}; valid: 'check', "
-                     "'quick' or none")
+    raise common.unknown_variant(arg, ('check', 'quick'))
   return config

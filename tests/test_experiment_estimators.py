@@ -1,0 +1,87 @@
+"""Tests of experiments/estimators.py: resume, shards, tables (fake fits), one real fit."""
+
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+from experiments import estimators as experiment
+from experiments.configs import estimators as estimators_config
+from infomax_jax import runs
+
+
+def _config(**overrides):
+  config = estimators_config.get_config('quick')
+  config.tasks = ('normal-1x1-0.75', 'student-2x2-dof3')
+  config.bounds, config.critics, config.seeds = ('infonce', 'smile'), ('concat',), (0, 1)
+  config.num_samples = 400
+  config.update(overrides)
+  return config
+
+
+def _fake_fit(calls, estimates):
+  """A stand-in for estimate_mi returning ``estimates[bound]`` (no training)."""
+  def fit(x, y, *, bound, critic, seed, **kwargs):
+    del y, kwargs
+    calls.append((x.shape, critic, bound, seed))
+    return types.SimpleNamespace(mi=estimates[bound], stderr=0.01, eval_bound=bound,
+                                 steps_run=300, best_step=200, seconds=2.0)
+  return fit
+
+
+def test_resume_shards_and_tables(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(experiment, 'estimate_mi',
+                      _fake_fit(calls, {'infonce': 0.41, 'smile': 0.1}))
+  workdir = str(tmp_path)
+  # Shard 1 of 2 runs every second task only, and writes no tables.
+  rows = experiment.run(_config(shard_index=1, num_shards=2), workdir)
+  assert {k[0] for k in rows} == {'student-2x2-dof3'} and len(calls) == 4
+  assert os.path.exists(tmp_path / 'results.shard1of2.jsonl')
+  assert not os.path.exists(tmp_path / 'table.md')
+  # The single-shard run reads that shard and fits only the other task.
+  rows = experiment.run(_config(), workdir)
+  assert len(calls) == 8 and len(rows) == 8
+  assert [c[0] for c in calls[4:]] == [(400, 1)] * 4       # normal-1x1 samples
+  assert experiment.run(_config(), workdir) == rows        # all done: no fit
+  assert len(calls) == 8
+  with open(tmp_path / 'results.jsonl') as f:
+    assert {json.loads(line)['task'] for line in f} == {'normal-1x1-0.75'}
+
+  table = {(r['task'], r['bound']): r
+           for r in runs.read_csv(os.path.join(workdir, 'table.csv'))}
+  assert len(table) == 4
+  row = table['normal-1x1-0.75', 'infonce']
+  assert float(row['mean_estimate']) == pytest.approx(0.41)
+  assert row['n_seeds'] == '2' and row['accurate'] == '1'
+  assert table['normal-1x1-0.75', 'smile']['accurate'] == '0'   # 0.1 vs 0.413
+  md = (tmp_path / 'table.md').read_text()
+  assert '| normal-1x1-0.75 | 1x1 | 0.413 | 0.410 | 0.100* |' in md
+  assert '| student-2x2-dof3 | 2x2 | 0.557 | 0.410* | 0.100* |' in md
+  assert '| concat | 1/2 | 0/2 |' in md      # accuracy: both tasks < log K
+  assert ('Default (bound=infonce, critic=concat) misses: student-2x2-dof3 '
+          '(0.410 vs 0.557)') in md
+  assert '| concat | 2.0 / 300 | 2.0 / 300 |' in (tmp_path / 'timing.md').read_text()
+  assert (tmp_path / 'estimators.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_is_accurate_and_bad_shard_raise():
+  assert experiment.is_accurate(1.08, 1.0) and experiment.is_accurate(0.15, 0.06)
+  assert not experiment.is_accurate(1.2, 1.0)
+  with pytest.raises(ValueError, match='need 0 <= shard_index < num_shards'):
+    experiment.estimate_all(_config(shard_index=2, num_shards=2), '.')
+  with pytest.raises(ValueError, match="unknown config variant 'fast'"):
+    estimators_config.get_config('fast')
+
+
+@pytest.mark.slow
+def test_one_real_estimate(tmp_path):
+  config = _config(tasks=('normal-1x1-0.75',), bounds=('infonce',), seeds=(0,))
+  config.estimator.batch_size, config.estimator.steps = 64, 60
+  config.estimator.eval_every = 20
+  (row,) = experiment.run(config, str(tmp_path)).values()
+  assert np.isfinite(row['estimate']) and row['eval_bound'] == 'infonce'
+  assert row['true_mi'] == pytest.approx(0.4133, abs=1e-4)
+  assert row['estimate'] <= np.log(64)
