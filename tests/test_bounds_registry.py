@@ -64,6 +64,8 @@ def test_every_entry_has_a_reference():
   for name, spec in bounds.REGISTRY.items():
     assert spec.name == name and bounds.get(name) is spec
     assert spec.mi_estimate == (EXPECTED[name][1] is not None), name
+  with pytest.raises(TypeError):                 # one registry, read-only
+    bounds.REGISTRY['cpc'] = bounds.REGISTRY['infonce']
 
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))

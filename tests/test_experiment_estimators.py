@@ -74,6 +74,8 @@ def test_is_accurate_and_bad_shard_raise():
     experiment.estimate_all(_config(shard_index=2, num_shards=2), '.')
   with pytest.raises(ValueError, match="unknown config variant 'fast'"):
     estimators_config.get_config('fast')
+  for variant in (None, 'check', 'quick'):      # what runs.main checks first
+    runs.validate(estimators_config.get_config(variant))
 
 
 @pytest.mark.slow

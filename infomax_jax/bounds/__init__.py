@@ -31,6 +31,7 @@ critic and a lower bound for any critic; f_total_variation reports none.
 
 import dataclasses
 import functools
+import types
 from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
@@ -192,11 +193,12 @@ class Bound:
     return self.fn(scores, *args, **kwargs)
 
 
-def _nwj_of_log_ratio(divergence: str) -> Callable[[Array], Array]:
+def _nwj_of_log_ratio(divergence: str, name: str) -> Callable[[Array], Array]:
   """scores -> NWJ of 1 + the log density ratio the f-GAN critic implies."""
   if divergence in ('gan', 'jensen_shannon'):   # the critic is log p/q itself
-    return lambda scores: nwj(check_scores(scores, 'jsd') + 1.0)
-  return lambda scores: nwj(critic_log_ratio(scores, divergence) + 1.0)
+    return lambda scores: nwj(check_scores(scores, name) + 1.0)
+  return lambda scores: nwj(critic_log_ratio(check_scores(scores, name),
+                                             divergence) + 1.0)
 
 
 def _f_bound(divergence: str) -> Bound:
@@ -210,7 +212,8 @@ def _f_bound(divergence: str) -> Bound:
                  reference=ref)
   return Bound(f'f_{divergence}', fn, lower_bound=False,
                reports='nwj(critic_log_ratio(scores) + 1)',
-               report=_nwj_of_log_ratio(divergence), reference=ref)
+               report=_nwj_of_log_ratio(divergence, f'f_{divergence}'),
+               reference=ref)
 
 
 _ENTRIES = (
@@ -229,12 +232,12 @@ _ENTRIES = (
           report=dv, inputs=(STATE,), hyperparameters=(('momentum', 0.99),),
           state_init=mine_init, reference='Belghazi et al. 2018'),
     Bound('jsd', jsd, lower_bound=False, reports='nwj(scores + 1)',
-          report=_nwj_of_log_ratio('gan'),
+          report=_nwj_of_log_ratio('gan', 'jsd'),
           reference='Hjelm et al. 2019, Eq. 4'),
     *(_f_bound(d) for d in F_DIVERGENCES),
 )
 
-REGISTRY: Mapping[str, Bound] = {b.name: b for b in _ENTRIES}
+REGISTRY: Mapping[str, Bound] = types.MappingProxyType({b.name: b for b in _ENTRIES})
 
 
 def get(name: str, *, scores_only: bool = False) -> Bound:
