@@ -23,10 +23,14 @@ This module supplies what the bounds need and is not a bound itself:
   score both the K x K in-batch matrix (``x[:, None], y[None]``) and per-example
   negative sets (``x[:, None], y_sets``) of shape (B, N, dy);
 * ``estimate_terms``: the per-term estimates of a chain of critics on a batch,
-  with oracle, resampled or importance-reweighted negatives.
+  with oracle, resampled or importance-reweighted negatives;
+* ``chain_objective`` and ``batch_mean``: the metrics, the training loss and
+  the fixed-batch evaluation of a chain of critics trained by a method of
+  ``METHODS`` (InfoNCE or DEMI with one kind of negatives).
 
 Subviews are given as nested 0/1 masks over the coordinates of x (the critic of
-term t sees ``x * masks[t]``); ``prefix_masks`` builds contiguous ones.
+term t sees ``x * masks[t]``); ``prefix_masks`` builds contiguous ones,
+``row_masks`` bands of image rows.
 
 Reference: A. Sordoni, N. Dziri, H. Schulz, G. Gordon, P. Bachman, R. Tachet des
 Combes, "Decomposed Mutual Information Estimation for Contrastive
@@ -34,6 +38,7 @@ Representation Learning", ICML 2021.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -42,9 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infomax_jax import bounds
-from infomax_jax import critics
-from infomax_jax import registry
+from infomax_jax import bounds, critics, distributions, registry
 
 Array = jax.Array
 
@@ -119,13 +122,6 @@ def correlated_gaussian_covariance(dim: int, rho: float) -> np.ndarray:
   return np.block([[eye, rho * eye], [rho * eye, eye]])
 
 
-def rho_for_mi(mi: float, dim: int) -> float:
-  """The rho at which ``correlated_gaussian_covariance(dim, rho)`` has MI ``mi`` nats."""
-  if mi < 0 or dim < 1:
-    raise ValueError(f'need mi >= 0 and dim >= 1, got mi={mi}, dim={dim}')
-  return math.sqrt(1.0 - math.exp(-2.0 * mi / dim))
-
-
 def prefix_masks(dim: int, num_subviews: int) -> np.ndarray:
   """Nested masks of contiguous prefixes: subview t holds the first ⌈t d / T⌉ coords.
 
@@ -140,6 +136,27 @@ def prefix_masks(dim: int, num_subviews: int) -> np.ndarray:
     raise ValueError(f'num_subviews must lie in [1, dim={dim}], got {num_subviews}')
   ends = [math.ceil((t + 1) * dim / num_subviews) for t in range(num_subviews)]
   return np.stack([(np.arange(dim) < e).astype(np.float32) for e in ends])
+
+
+def row_masks(subview_rows: Sequence[int], height: int, width: int) -> np.ndarray:
+  """Nested masks of a row-major flattened image: rows r..height-1 for each r, then all.
+
+  E.g. the top half of MNIST (height 14, width 28) with ``subview_rows=(7,)``:
+  x^(1) = rows 7-13 (the half next to the bottom view), x^(2) = all 14 rows.
+
+  Args:
+    subview_rows: strictly decreasing first rows of the subviews x^(1), ...
+    height, width: shape of the view before flattening.
+
+  Returns:
+    (len(subview_rows) + 1, height * width) float32 0/1 masks.
+  """
+  rows = list(subview_rows)
+  if any(not 0 < r < height for r in rows) or any(a <= b for a, b in zip(rows, rows[1:])):
+    raise ValueError(f'subview_rows must be strictly decreasing rows in (0, '
+                     f'{height}), got {tuple(rows)}')
+  grid = np.repeat(np.arange(height), width)
+  return np.stack([(grid >= r).astype(np.float32) for r in rows + [0]])
 
 
 def check_masks(masks: Any, dim: int) -> np.ndarray:
@@ -180,7 +197,7 @@ class GaussianViews:
   @classmethod
   def correlated(cls, dim: int, mi: float) -> 'GaussianViews':
     """The Poole et al. benchmark with d = ``dim`` and I(x; y) = ``mi`` nats."""
-    return cls(correlated_gaussian_covariance(dim, rho_for_mi(mi, dim)), dim)
+    return cls(correlated_gaussian_covariance(dim, distributions.mi_to_rho(mi, dim)), dim)
 
   @property
   def dy(self) -> int:
@@ -200,6 +217,10 @@ class GaussianViews:
     eps = jax.random.normal(key, (num, self.cov.shape[0]), jnp.float32)
     z = eps @ jnp.asarray(self._chol.T, jnp.float32)
     return z[:, :self.dx], z[:, self.dx:]
+
+  def batch_sampler(self, num: int) -> Callable[[Any, Array], dict[str, Array]]:
+    """A ``train.Task`` sampler: ``(data, key) -> {'x': (num, dx), 'y': (num, dy)}``."""
+    return lambda data, key: dict(zip(('x', 'y'), self.sample(key, num)))
 
   def mutual_information(self, mask=None) -> float:
     """I(x_S; y) for the subview S given by a 0/1 mask (default: all of x)."""
@@ -247,6 +268,20 @@ class GaussianViews:
 
     return sample
 
+  def oracle_samplers(self, masks) -> list[Callable[[Array, Array, int], Array]]:
+    """The T - 1 oracle negatives' samplers of a chain: p(y | x^(t-1)), t = 2..T."""
+    masks = check_masks(masks, self.dx)
+    return [self.conditional_sampler(m) for m in masks[:-1]]
+
+  def optimal_critics(self, masks) -> list[Callable[[Array, Array], Array]]:
+    """The T optimal critics of a chain: log p(y | x^(t)) / p(y | x^(t-1)).
+
+    The first is the InfoNCE critic log p(y | x^(1)) / p(y).
+    """
+    masks = check_masks(masks, self.dx)
+    return [self.log_density_ratio(masks[t], masks[t - 1] if t else None)
+            for t in range(len(masks))]
+
   def log_density_ratio(self, mask, given_mask=None) -> Callable[[Array, Array], Array]:
     """The optimal critic log p(y | x_S) - log p(y | x_G) as ``(x, y) -> scores``.
 
@@ -270,12 +305,42 @@ class GaussianViews:
     num, den = log_density(mask), log_density(given_mask)
     return lambda x, y: num(x, y) - den(x, y)
 
+  def optimal_embeddings(self, mask=None) -> Callable[[Array, Array], tuple[Array, Array]]:
+    """The optimal InfoNCE critic of I(x_S; y) as a pair of embeddings.
+
+    With E[y | x_S] = A x and Cov[y | x_S] = S,
+
+        log p(y | x_S) - log p(y) = (A x)^T S^-1 y - ½ y^T (S^-1 - Σ_yy^-1) y + c(x),
+
+    so ``ex = [A x, 1]`` and ``ey = [S^-1 y, -½ y^T (S^-1 - Σ_yy^-1) y]`` (width
+    dy + 1) have ``ex @ ey.T`` equal to ``log_density_ratio(mask)`` up to c(x),
+    a function of x alone that InfoNCE ignores: the optimal critic for
+    streaming InfoNCE, which never forms the (K, K) scores.
+
+    Returns:
+      ``(x (K, dx), y (K, dy)) -> (ex (K, dy + 1), ey (K, dy + 1))``.
+    """
+    mask = np.ones(self.dx) if mask is None else mask
+    a, s = self._conditional(mask)
+    yi = self._y_idx()
+    s_inv = np.linalg.inv(s)
+    quad = jnp.asarray(s_inv - np.linalg.inv(self.cov[np.ix_(yi, yi)]), jnp.float32)
+    a, s_inv = jnp.asarray(a, jnp.float32), jnp.asarray(s_inv, jnp.float32)
+
+    def embed(x: Array, y: Array) -> tuple[Array, Array]:
+      ex = jnp.concatenate([x @ a.T, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+      ey = jnp.concatenate([y @ s_inv,
+                            -0.5 * jnp.einsum('ki,ij,kj->k', y, quad, y)[:, None]], axis=1)
+      return ex, ey
+
+    return embed
+
 
 # ---------------------------------------------------- importance resampling --
 
 def _masked_log_weights(log_weights: Array, exclude_self: bool, fn: str) -> Array:
   # pylint: disable-next=protected-access
-  log_weights = bounds._as_float(log_weights, f'{fn}: log_weights')
+  log_weights = bounds.as_float(log_weights, f'{fn}: log_weights')
   if log_weights.ndim != 2 or log_weights.shape[1] < 1:
     raise ValueError(f'{fn}: log_weights must have shape (B, C) (examples x '
                      f'candidates), got {log_weights.shape}')
@@ -442,7 +507,7 @@ def estimate_terms(critic_fns: Sequence[Callable[[Array, Array], Array]], x: Arr
   p(y) under-represents p(y | x^(t-1)) when I(x^(t-1); y) is large (the
   effective sample size falls towards 1), the negatives become easier to
   reject, and the term is biased upwards (see tests/test_demi.py and the
-  'optimal critic: DEMI (resampled)' column of experiments/demi.py).
+  'optimal critic' column of experiments/demi.py's 'DEMI (resampled)' rows).
 
   Args:
     critic_fns: T broadcasting critics ``f_t(x, y) -> scores``.
@@ -505,3 +570,91 @@ def estimate_terms(critic_fns: Sequence[Callable[[Array, Array], Array]], x: Arr
     log_ratio = log_ratio + jax.lax.stop_gradient(scores)
   terms = bounds.demi_terms(first, conditional)
   return terms, {'ess': jnp.stack(ess) if ess else jnp.zeros((0,))}
+
+
+# ---------------------------------------------------- training objectives --
+
+# DEMI training objectives by name -> the negatives of their conditional terms
+# (``estimate_terms``); 'infonce' trains one critic on all of x (the baseline).
+METHODS: dict[str, Optional[str]] = {
+    'infonce': None,
+    'demi_oracle': 'oracle',
+    'demi_resample': 'resample',
+    'demi_reweight': 'reweight',
+}
+METHOD_LABELS = {'infonce': 'InfoNCE', 'demi_oracle': 'DEMI (oracle)',
+                 'demi_resample': 'DEMI (resampled)',
+                 'demi_reweight': 'DEMI (reweighted)'}
+
+
+def method_masks(method: str, masks) -> np.ndarray:
+  """The subview masks ``method`` trains on: ``masks``, or all of x for 'infonce'."""
+  masks = np.asarray(masks, np.float32)
+  if registry.lookup(METHODS, method, 'method') is None:
+    return np.ones((1, masks.shape[-1]), np.float32)
+  return masks
+
+
+def chain_objective(apply_term: Callable[[Any, int, Array, Array], Array], masks,
+                    method: str, *,
+                    oracle_samplers: Optional[Sequence[Callable[..., Array]]] = None,
+                    total: str = 'estimate') -> tuple[Callable, Callable]:
+  """The estimate and the training loss of a chain of T critics under ``method``.
+
+  Args:
+    apply_term: ``(params, t, x, y) -> scores`` of critic t, broadcasting like
+      the pair critics (``x[:, None], y[None]`` gives the (K, K) matrix).
+    masks: the (T, dx) subview masks of the method (``method_masks``).
+    method: a name of ``METHODS``.
+    oracle_samplers: the T - 1 samplers of 'demi_oracle'
+      (``GaussianViews.oracle_samplers``).
+    total: the name of the summed estimate among the metrics.
+
+  Returns:
+    ``(estimate, loss)``. ``estimate(params, batch, key)`` on a batch
+    ``{'x': (K, dx), 'y': (K, dy)}`` returns the metrics ``{total: the sum of
+    the terms, 'term_t': term t (t = 1..T), 'ess_t': the mean effective
+    sample size of term t's importance weights (t = 2..T, except with oracle
+    negatives, which have none)}``; ``loss(params, aux, batch, key) ->
+    (-metrics[total], (metrics, aux))`` is a ``train.Task`` loss.
+  """
+  negatives = registry.lookup(METHODS, method, 'method')
+  masks = check_masks(masks, np.shape(masks)[-1])
+  num_terms = len(masks)
+  if negatives is None and num_terms != 1:
+    raise ValueError(f"method 'infonce' trains one critic on all of x: need one "
+                     f'mask (method_masks), got {num_terms}')
+
+  def estimate(params, batch: dict[str, Array], key: Array) -> dict[str, Array]:
+    fns = [functools.partial(apply_term, params, t) for t in range(num_terms)]
+    terms, diagnostics = estimate_terms(
+        fns, batch['x'], batch['y'], masks, key,
+        negatives=negatives or 'resample', oracle_samplers=oracle_samplers)
+    metrics = {total: jnp.sum(terms)}
+    metrics.update({f'term_{t + 1}': terms[t] for t in range(num_terms)})
+    if negatives != 'oracle':   # oracle negatives carry no weights (NaN ESS)
+      metrics.update({f'ess_{t + 2}': diagnostics['ess'][t]
+                      for t in range(num_terms - 1)})
+    return metrics
+
+  def loss(params, aux, batch, key):
+    metrics = estimate(params, batch, key)
+    return -metrics[total], (metrics, aux)
+
+  return estimate, loss
+
+
+def batch_mean(estimate: Callable, sample: Callable) -> Callable:
+  """Jitted ``(params, data, keys) -> mean metrics of ``estimate`` over batches``.
+
+  Batch i is ``sample(data, k)`` and its negatives are drawn from ``k'``,
+  where ``(k, k') = split(keys[i])``: fixed keys
+  (``evaluation.eval_keys``) give the same batches at every evaluation.
+  """
+  @jax.jit
+  def mean(params, data, keys):
+    def one(key):
+      data_key, negatives_key = jax.random.split(key)
+      return estimate(params, sample(data, data_key), negatives_key)
+    return jax.tree.map(jnp.mean, jax.lax.map(one, keys))
+  return mean

@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infomax_jax import bounds
-from infomax_jax import demi
+from infomax_jax import bounds, demi, distributions
 
 
 def _random_cov(n: int, seed: int) -> np.ndarray:
@@ -49,7 +48,7 @@ def test_chain_rule_holds_for_closed_form_gaussian_mis(num_subviews):
 def test_correlated_benchmark_closed_form_and_equal_terms():
   model = demi.GaussianViews.correlated(20, 12.0)
   assert model.mutual_information() == pytest.approx(12.0, rel=1e-10)
-  rho = demi.rho_for_mi(12.0, 20)
+  rho = distributions.mi_to_rho(12.0, 20)
   assert model.mutual_information() == pytest.approx(-10 * math.log(1 - rho**2))
   np.testing.assert_allclose(model.chain_terms(demi.prefix_masks(20, 4)), 3.0,
                              rtol=1e-10)
@@ -63,6 +62,20 @@ def test_prefix_masks_are_nested_and_end_with_all_of_x():
     demi.check_masks(masks[::-1], 7)
   with pytest.raises(ValueError, match=r'shape \(T, 5\)'):
     demi.check_masks(masks, 5)
+
+
+def test_row_masks_select_bands_of_rows_next_to_the_bottom():
+  masks = demi.row_masks((10, 7), height=14, width=28)
+  assert masks.shape == (3, 392)
+  np.testing.assert_array_equal(masks.sum(1), [4 * 28, 7 * 28, 14 * 28])
+  image = masks.reshape(3, 14, 28)
+  np.testing.assert_array_equal(image[0, :10], 0)   # x^(1) = rows 10-13 only
+  np.testing.assert_array_equal(image[0, 10:], 1)
+  demi.check_masks(masks, 392)                      # nested
+  with pytest.raises(ValueError, match=r'strictly decreasing rows in \(0, 14\)'):
+    demi.row_masks((7, 10), height=14, width=28)
+  with pytest.raises(ValueError, match='strictly decreasing'):
+    demi.row_masks((14,), height=14, width=28)
 
 
 # ------------------------------------------------------ conditional InfoNCE --
@@ -135,16 +148,9 @@ def test_demi_sums_infonce_and_conditional_terms():
 
 # ------------------------------------------------- oracle + optimal critic --
 
-def _optimal_chain(model, masks):
-  fns = [model.log_density_ratio(masks[0])]
-  fns += [model.log_density_ratio(masks[t], masks[t - 1]) for t in range(1, len(masks))]
-  samplers = [model.conditional_sampler(masks[t]) for t in range(len(masks) - 1)]
-  return fns, samplers
-
-
 def _terms_per_batch(model, masks, k, batches, negatives, seed=0):
   """(batches, T) estimates with the optimal critics; same data for every mode."""
-  fns, samplers = _optimal_chain(model, masks)
+  fns, samplers = model.optimal_critics(masks), model.oracle_samplers(masks)
 
   @jax.jit
   def one(key):
@@ -206,6 +212,20 @@ def test_single_subview_is_infonce():
   assert terms.shape == (1,) and diag['ess'].shape == (0,)
   assert float(terms[0]) == pytest.approx(
       float(bounds.infonce(demi.pairwise_scores(f, x, y))), abs=1e-6)
+
+
+def test_optimal_embeddings_give_the_log_density_ratio_up_to_a_function_of_x():
+  model = demi.GaussianViews(_random_cov(7, seed=4), dx=4)
+  mask = np.array([1.0, 0.0, 1.0, 1.0])
+  x, y = model.sample(jax.random.PRNGKey(0), 6)
+  ex, ey = model.optimal_embeddings(mask)(x, y)
+  assert ex.shape == ey.shape == (6, 4)
+  scores = demi.pairwise_scores(model.log_density_ratio(mask), x, y)
+  gap = np.asarray(ex @ ey.T) - np.asarray(scores)
+  # Constant along each row (a function of x_i alone), so InfoNCE is the same.
+  np.testing.assert_allclose(gap, np.repeat(gap[:, :1], 6, axis=1), atol=2e-4)
+  assert float(bounds.infonce(ex @ ey.T)) == pytest.approx(
+      float(bounds.infonce(scores)), abs=1e-4)
 
 
 def test_oracle_sampler_draws_the_gaussian_conditional():
@@ -332,3 +352,77 @@ def test_estimate_terms_validation():
     demi.estimate_terms([f, f], x, y, masks, jax.random.PRNGKey(0), negatives='oracle')
   with pytest.raises(ValueError, match='unknown negatives'):
     demi.estimate_terms([f, f], x, y, masks, jax.random.PRNGKey(0), negatives='x')
+
+
+# ---------------------------------------------------- training objectives --
+
+def _chain(method, k=32, dim=4, mi=4.0, seed=0):
+  """A correlated-Gaussian batch and the optimal-critic chain objective of ``method``."""
+  model = demi.GaussianViews.correlated(dim, mi)
+  masks = demi.method_masks(method, demi.prefix_masks(dim, 2))
+  fns = model.optimal_critics(masks)
+  estimate, loss = demi.chain_objective(
+      lambda _, t, x, y: fns[t](x, y), masks, method,
+      oracle_samplers=model.oracle_samplers(masks))
+  x, y = model.sample(jax.random.PRNGKey(seed), k)
+  return model, masks, estimate, loss, {'x': x, 'y': y}
+
+
+def test_method_masks_and_unknown_method():
+  masks = demi.prefix_masks(6, 3)
+  np.testing.assert_array_equal(demi.method_masks('infonce', masks), np.ones((1, 6)))
+  np.testing.assert_array_equal(demi.method_masks('demi_resample', masks), masks)
+  with pytest.raises(ValueError, match="unknown method 'demi'; valid methods are: "
+                     'demi_oracle, demi_resample, demi_reweight, infonce'):
+    demi.method_masks('demi', masks)
+  with pytest.raises(ValueError, match="method 'infonce' trains one critic"):
+    demi.chain_objective(lambda *a: a[-1][..., 0], masks, 'infonce')
+
+
+@pytest.mark.parametrize('method', ['infonce', 'demi_oracle', 'demi_resample',
+                                    'demi_reweight'])
+def test_chain_objective_metrics_and_loss(method):
+  model, masks, estimate, loss, batch = _chain(method)
+  key = jax.random.PRNGKey(1)
+  # The same numbers as estimate_terms; the estimate is their sum.
+  metrics, want = jax.jit(lambda batch, key: (
+      estimate(None, batch, key),
+      demi.estimate_terms(model.optimal_critics(masks), batch['x'], batch['y'],
+                          masks, key, negatives=demi.METHODS[method] or 'resample',
+                          oracle_samplers=model.oracle_samplers(masks))[0]))(batch, key)
+  num_terms = len(masks)
+  ess = [] if method in ('infonce', 'demi_oracle') else ['ess_2']
+  assert sorted(metrics) == sorted(['estimate', *[f'term_{t + 1}' for t in range(num_terms)],
+                                    *ess])
+  terms = np.array([metrics[f'term_{t + 1}'] for t in range(num_terms)])
+  np.testing.assert_allclose(terms, want, rtol=1e-5, atol=1e-5)
+  assert float(metrics['estimate']) == pytest.approx(terms.sum(), abs=1e-5)
+  assert np.all(terms <= math.log(32) + 1e-5)        # every term <= log K
+  if ess:
+    assert 1.0 <= float(metrics['ess_2']) <= 31.0    # out of K - 1 candidates
+  value, (aux_metrics, aux) = jax.jit(loss)(None, jnp.float32(7), batch, key)
+  assert float(value) == pytest.approx(-float(metrics['estimate']), abs=1e-5)
+  assert float(aux) == 7 and sorted(aux_metrics) == sorted(metrics)   # passed on
+
+
+def test_batch_mean_is_the_mean_over_fixed_batches():
+  model, _, estimate, _, _ = _chain('demi_resample')
+
+  sample = model.batch_sampler(32)
+  batch = sample((), jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(
+      np.concatenate([batch['x'], batch['y']], 1),
+      np.concatenate(model.sample(jax.random.PRNGKey(0), 32), 1))
+  mean = demi.batch_mean(estimate, sample)
+  keys = jax.random.split(jax.random.PRNGKey(3), 4)
+  got = mean(None, (), keys)
+
+  @jax.jit
+  def one(key):
+    data_key, negatives_key = jax.random.split(key)
+    return estimate(None, sample((), data_key), negatives_key)['estimate']
+
+  per_batch = [one(key) for key in keys]
+  assert float(got['estimate']) == pytest.approx(float(np.mean(per_batch)), abs=1e-5)
+  # Fixed keys: the same batches at every call.
+  assert float(mean(None, (), keys)['estimate']) == float(got['estimate'])

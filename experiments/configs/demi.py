@@ -17,6 +17,8 @@ with the importance-reweighted variant too; meant for a GPU)::
   python -m experiments.demi --config=experiments/configs/demi.py:full \
       --workdir=/tmp/demi_full
 
+CI smoke size (seconds): ``--config=experiments/configs/demi.py:tiny``.
+
 x ~ N(0, I_d), y = rho x + sqrt(1 - rho²) eps (Poole et al. 2019); x is split
 into T nested prefix subviews (first d/T, 2d/T, ... coordinates), so every
 chain-rule term I(x^(t); y | x^(t-1)) holds MI / T nats. What it should show:
@@ -30,16 +32,24 @@ sample size of the weights.
 
 import ml_collections
 
+from experiments.configs import common
+
+VARIANTS = ('default', 'quick', 'full', 'tiny')
+
 
 def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
-  """Returns the DEMI benchmark config; ``variant``: 'default', 'quick' or 'full'."""
-  config = ml_collections.ConfigDict()
-  config.seed = 0
+  """Returns the DEMI benchmark config; ``variant`` is one of ``VARIANTS``."""
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
+  # Adam 5e-4 for 1000 steps in chunks of 50; held-out estimate and checkpoint
+  # every 250 steps. batch_size is set per run from batch_sizes.
+  config = common.training(learning_rate=5e-4, log_every=50, eval_every=250,
+                           checkpoint_every=250)
   config.dim = 20                   # d of x and of y
   config.true_mi = (10.0, 20.0)     # nats; >= 2 log K for K = 64 (8.3)
   config.num_subviews = (2, 4)      # T: number of chain-rule terms of DEMI
   config.batch_sizes = (64,)        # K: the number of candidates per term
-  # Methods by name (experiments.demi.METHODS): 'infonce' (one critic on the
+  # Methods by name (infomax_jax.demi.METHODS): 'infonce' (one critic on the
   # whole x), 'demi_oracle', 'demi_resample', 'demi_reweight'.
   config.methods = ('infonce', 'demi_oracle', 'demi_resample')
   # Critic of every term: a broadcasting pair critic of infomax_jax.demi
@@ -47,33 +57,31 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
   config.critic = 'separable'
   config.hidden = (256, 256)
   config.embed_dim = 32
-  config.learning_rate = 5e-4       # Adam
-  config.num_steps = 1000
-  config.log_every = 50             # steps per jitted lax.scan chunk
-  config.eval_every = 250           # held-out estimate on fresh batches
-  config.checkpoint_every = 250
   config.eval_batches = 16          # fresh batches averaged per evaluation
-  # The reference row: the analytic optimal critics with oracle negatives
-  # (what DEMI and InfoNCE reach at best for this K), averaged over batches.
+  # The "optimal critic" column: each method with the analytic optimal
+  # critics (what it reaches at best for this K), averaged over batches.
   config.optimal_batches = 64
 
   if variant == 'quick':
     config.true_mi = (10.0,)
     config.num_subviews = (2,)
     config.hidden = (64, 64)
-    config.num_steps = 300
-    config.eval_every = 150
-    config.checkpoint_every = 150
+    common.schedule(config, 300, 150)
     config.eval_batches = 4
     config.optimal_batches = 8
   elif variant == 'full':
     config.true_mi = (10.0, 20.0, 40.0)
     config.batch_sizes = (64, 128)
     config.methods = ('infonce', 'demi_oracle', 'demi_resample', 'demi_reweight')
-    config.num_steps = 4000
-    config.eval_every = 500
-    config.checkpoint_every = 1000
-  elif variant != 'default':
-    raise ValueError(f'unknown config variant {variant!r}; valid variants are: '
-                     'default, quick, full')
+    common.schedule(config, 4000, 500, checkpoint_every=1000)
+  elif variant == 'tiny':
+    config.true_mi = (10.0,)
+    config.num_subviews = (2,)
+    config.batch_sizes = (16,)
+    config.methods = ('infonce', 'demi_oracle', 'demi_resample', 'demi_reweight')
+    config.hidden = (16,)
+    config.embed_dim = 8
+    common.smoke(config, num_steps=20)
+    config.eval_batches = 2
+    config.optimal_batches = 2
   return config

@@ -13,19 +13,28 @@ the linear-probe test accuracy of g1(top), beside the pixel baseline.
   # Smoke size (a minute or two on CPU):
   python -m experiments.demi_mnist --config=experiments/configs/demi_mnist.py:quick \
       --workdir=/tmp/demi_mnist_quick
+  # CI smoke size (seconds; 1000 train images):
+  ... --config=experiments/configs/demi_mnist.py:tiny
 
 MNIST is read from $INFOMAX_DATA_DIR/mnist.npz (or config.data_dir), else tfds.
 """
 
 import ml_collections
 
+from experiments.configs import common
+
+VARIANTS = ('default', 'quick', 'long', 'tiny')
+
 
 def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
-  """Returns the config; ``variant`` is 'default', 'quick' or 'long' (GPU)."""
-  config = ml_collections.ConfigDict()
-  config.dataset = 'mnist'
-  config.data_dir = ''              # '' -> $INFOMAX_DATA_DIR, then tfds
-  config.noise_std = 0.0            # Gaussian noise on both views while training
+  """Returns the config; ``variant`` is one of ``VARIANTS`` ('long': GPU)."""
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
+  # Adam 1e-4, K = 128, 3000 steps; evaluation and checkpoint every 1000.
+  config = common.training(num_steps=3000)
+  # 20 test batches of K for the MI estimates, 500 L-BFGS steps of the probe.
+  common.twoview_eval(config)
+  common.twoview_data(config, noise_std=0.0)   # MNIST halves, no input noise
   # Methods (experiments.demi_mnist.METHODS): 'infonce', 'demi_resample',
   # 'demi_reweight'.
   config.methods = ('infonce', 'demi_resample')
@@ -33,29 +42,19 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
   # last subview is the whole top half. (7,): x' = rows 7-13.
   config.subview_rows = (7,)
   config.encoder_features = (300, 300, 100)   # MLP g1 and g2 (ReLU)
-  config.seed = 0
-  config.learning_rate = 1e-4       # Adam
-  config.batch_size = 128           # K
-  config.num_steps = 3000
-  config.log_every = 100
-  config.eval_every = 1000
-  config.checkpoint_every = 1000
-  config.eval_batches = 20          # test batches of K for the MI estimates
-  config.probe_steps = 500          # L-BFGS steps of the linear probe
 
   if variant == 'quick':
     config.encoder_features = (64, 32)
-    config.num_steps = 200
-    config.log_every = 50
-    config.eval_every = 200
-    config.checkpoint_every = 200
+    common.schedule(config, 200, 200, log_every=50)
     config.eval_batches = 4
     config.probe_steps = 50
   elif variant == 'long':
-    config.num_steps = 20000
-    config.eval_every = 2000
-    config.checkpoint_every = 2000
-  elif variant != 'default':
-    raise ValueError(f'unknown config variant {variant!r}; valid variants are: '
-                     'default, quick, long')
+    common.schedule(config, 20000, 2000)
+  elif variant == 'tiny':
+    config.encoder_features = (16, 8)
+    config.train_examples = 1000
+    config.methods = ('infonce', 'demi_resample', 'demi_reweight')
+    common.smoke(config, num_steps=20)
+    config.eval_batches = 2
+    config.probe_steps = 10
   return config

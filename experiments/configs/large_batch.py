@@ -22,6 +22,8 @@ Smoke run (a few minutes on CPU)::
   python -m experiments.large_batch \
       --config=experiments/configs/large_batch.py:quick --workdir=/tmp/large_batch_quick
 
+CI smoke size (seconds): ``--config=experiments/configs/large_batch.py:tiny``.
+
 What it should show (large_batch.png, summary.md): every curve stays below
 both the true MI and the log K line and rises with K. At 20 nats the estimates
 sit on the log K line (11.04 of 11.09 at K = 65536 on CPU): the bound, not the
@@ -34,11 +36,18 @@ log density ratio spreads widely around its mean I.
 
 import ml_collections
 
+from experiments.configs import common
+
+VARIANTS = ('default', 'cpu', 'quick', 'tiny')
+
 
 def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
-  """Returns the config; ``variant`` is 'default', 'cpu' or 'quick'."""
-  config = ml_collections.ConfigDict()
-  config.seed = 0
+  """Returns the config; ``variant`` is one of ``VARIANTS``."""
+  if variant not in VARIANTS:
+    raise common.unknown_variant(variant, VARIANTS)
+  # Training (infomax_jax.train): Adam 1e-3, the same number of steps at every
+  # K (batch_size is set per run from batch_sizes).
+  config = common.training(learning_rate=1e-3, num_steps=2000)
   # Data: true MI levels in nats and the dimension of x and y.
   config.mi_levels = (10.0, 20.0)
   config.dim = 20
@@ -49,20 +58,11 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
   # Separable critic <phi_x(x), phi_y(y)> (infomax_jax.critics.Separable).
   config.hidden = (256, 256)
   config.embed_dim = 32
-  # Loss: dense K x K scores up to the threshold, then contrastive.infonce
+  # Loss: dense K x K scores up to the threshold, then bounds.streaming.infonce
   # streamed over column blocks and sharded with this collective.
   config.streaming_threshold = 4096
   config.block_size = 2048
   config.collective = 'ring'          # 'ring' or 'all_gather'
-  # Training (infomax_jax.train): Adam, the same number of steps at every K.
-  config.optimizer = 'adam'
-  config.learning_rate = 1e-3
-  config.num_steps = 2000
-  config.log_every = 100
-  # The loop's evaluation points (0, eval_every, ...) time the training: the
-  # steady-state rate is measured between the last two.
-  config.eval_every = 1000
-  config.checkpoint_every = 1000
   # Evaluation: about eval_pairs pairs in batches of K, at least
   # min_eval_batches and at most max_eval_batches batches.
   config.eval_matmul_precision = 'highest'   # no TF32 in the evaluation scores
@@ -74,12 +74,10 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
     config.max_train_batch = 4096
     config.streaming_threshold = 2048
     config.block_size = 1024
-    config.num_steps = 1000
-    config.checkpoint_every = 500
-    config.eval_every = 500
+    common.schedule(config, 1000, 500)
     config.eval_pairs = 2**17
     config.min_eval_batches = 1
-  elif variant == 'quick':
+  elif variant in ('quick', 'tiny'):
     config.mi_levels = (10.0,)
     config.batch_sizes = (64, 256, 1024, 4096)
     config.max_train_batch = 1024
@@ -87,14 +85,18 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
     config.embed_dim = 16
     config.streaming_threshold = 256    # exercise the streaming path
     config.block_size = 128
-    config.num_steps = 200
-    config.log_every = 50
-    config.eval_every = 100
-    config.checkpoint_every = 200
+    common.schedule(config, 200, 100, log_every=50, checkpoint_every=200)
     config.eval_pairs = 2**14
     config.min_eval_batches = 1
     config.max_eval_batches = 8
-  elif variant != 'default':
-    raise ValueError(f'unknown config variant {variant!r}; valid variants are: '
-                     'default, cpu, quick')
+  if variant == 'tiny':
+    config.batch_sizes = (16, 64, 256)
+    config.max_train_batch = 64
+    config.hidden = (8,)
+    config.embed_dim = 4
+    config.streaming_threshold = 16
+    config.block_size = 8
+    common.smoke(config, num_steps=20)
+    config.eval_pairs = 512
+    config.max_eval_batches = 2
   return config
