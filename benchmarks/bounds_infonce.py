@@ -12,12 +12,14 @@ float32 score matrix (the quantity that limits large-batch InfoNCE).
 import time
 from typing import Sequence
 
-from absl import app, flags
+from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infomax_jax import bounds, critics
+from infomax_jax import bounds
+from infomax_jax import critics
 
 _SIZES = flags.DEFINE_list('sizes', ['128', '512', '2048'], 'Batch sizes K.')
 _DIM = flags.DEFINE_integer('dim', 128, 'Feature dimension d of x and y.')

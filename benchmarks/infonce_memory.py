@@ -37,7 +37,8 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-from absl import app, flags
+from absl import app
+from absl import flags
 
 _KS = flags.DEFINE_list('ks', ['2048', '4096', '8192', '16384', '32768'],
                         'Batch sizes K.')

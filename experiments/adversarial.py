@@ -26,14 +26,13 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from infomax_jax import runs
 from infomax_jax import data as data_lib
 from infomax_jax import encoders
 from infomax_jax import evaluation
+from infomax_jax import runs
 from infomax_jax import train as train_lib
 from infomax_jax import tschannen
 from infomax_jax import twoview
-
 
 
 def _two_optimizers(encoder_tx: optax.GradientTransformation,

@@ -37,7 +37,11 @@ from scipy import signal
 
 from experiments.configs import bounds as bounds_config
 from experiments.configs import common
-from infomax_jax import bounds, critics, distributions, registry, runs
+from infomax_jax import bounds
+from infomax_jax import critics
+from infomax_jax import distributions
+from infomax_jax import registry
+from infomax_jax import runs
 from infomax_jax import train as train_lib
 
 METRIC_FIELDS = ('critic', 'estimator', 'step', 'true_mi', 'estimate',

@@ -30,7 +30,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from infomax_jax import demi, evaluation, registry, runs, train
+from infomax_jax import demi
+from infomax_jax import evaluation
+from infomax_jax import registry
+from infomax_jax import runs
+from infomax_jax import train
 
 # The config fields that make two trainings of one (setting, method) the same
 # run, and those a rerun may change (how long, how often to evaluate and save).

@@ -31,7 +31,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from infomax_jax import demi, encoders, evaluation, registry, runs, train, tschannen, twoview
+from infomax_jax import demi
+from infomax_jax import encoders
+from infomax_jax import evaluation
+from infomax_jax import registry
+from infomax_jax import runs
+from infomax_jax import train
+from infomax_jax import tschannen
+from infomax_jax import twoview
 
 # infomax_jax.demi.METHODS but the oracle: p(y | x') of MNIST is unknown.
 METHODS = {m: n for m, n in demi.METHODS.items() if n != 'oracle'}

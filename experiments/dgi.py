@@ -28,7 +28,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from infomax_jax import graphs, runs
+from infomax_jax import graphs
+from infomax_jax import runs
 
 # Velickovic et al. 2019, Table 2 (mean +- std of test accuracy, %).
 PAPER = {'cora': '82.3 ± 0.6', 'citeseer': '71.8 ± 0.7'}

@@ -32,7 +32,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from infomax_jax import distributions, runs
+from infomax_jax import distributions
+from infomax_jax import runs
 from infomax_jax.estimate import estimate_mi
 
 TABLE_FIELDS = ('task', 'dim_x', 'dim_y', 'true_mi', 'critic', 'bound',

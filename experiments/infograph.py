@@ -30,7 +30,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from infomax_jax import graphs, runs
+from infomax_jax import graphs
+from infomax_jax import runs
 
 # Sun et al. 2020, Table 2 (mean +- std of 10-fold accuracy, %).
 PAPER = {'MUTAG': '89.01 ± 1.13'}

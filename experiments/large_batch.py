@@ -42,7 +42,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from infomax_jax import bounds, critics, demi, evaluation, parallel, registry, runs, train
+from infomax_jax import bounds
+from infomax_jax import critics
+from infomax_jax import demi
+from infomax_jax import evaluation
+from infomax_jax import parallel
+from infomax_jax import registry
+from infomax_jax import runs
+from infomax_jax import train
 from infomax_jax.bounds import streaming
 
 # The config fields of one training run (train pins them in its folder, so a

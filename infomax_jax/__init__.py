@@ -2,9 +2,11 @@
 
 Modules:
   bounds         MI estimators on score arrays (DV, MINE, NWJ, TUBA, InfoNCE, JSD,
-                 alpha-interpolated, SMILE, f-GAN divergences, conditional InfoNCE, DEMI).
+                 alpha-interpolated, SMILE, f-GAN divergences, conditional InfoNCE, DEMI)
+                 and their registry; bounds.streaming: the same on embeddings,
+                 streamed over blocks and sharded, for huge batches.
   critics        Flax critics producing K x K score matrices.
-  contrastive    memory-efficient (streaming / sharded) InfoNCE and NT-Xent for huge batches.
+  contrastive    the cosine critic with a fixed or learned temperature (SimCLR, CLIP).
   flows          bijective RealNVP encoders.
   encoders       MLP, residual MLP, ConvNet, the DIM conv encoder.
   dim            Deep InfoMax: local/global objectives, encode-and-dot critics,
@@ -31,12 +33,22 @@ from infomax_jax import distributions
 from infomax_jax import encoders
 from infomax_jax import flows
 from infomax_jax import jacobian
-from infomax_jax.bounds import (conditional_infonce, dv, f_divergence,
-                                f_divergence_scores, infonce, interpolated, jsd,
-                                mine, mine_init, nwj, smile, tuba)
+from infomax_jax.bounds import conditional_infonce
+from infomax_jax.bounds import dv
+from infomax_jax.bounds import f_divergence
+from infomax_jax.bounds import f_divergence_scores
+from infomax_jax.bounds import infonce
+from infomax_jax.bounds import interpolated
+from infomax_jax.bounds import jsd
+from infomax_jax.bounds import mine
+from infomax_jax.bounds import mine_init
+from infomax_jax.bounds import nwj
+from infomax_jax.bounds import smile
+from infomax_jax.bounds import tuba
 from infomax_jax.critics import make_critic
 from infomax_jax.encoders import make_encoder
-from infomax_jax.estimate import MIEstimate, estimate_mi
+from infomax_jax.estimate import MIEstimate
+from infomax_jax.estimate import estimate_mi
 from infomax_jax.flows import RealNVP
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'

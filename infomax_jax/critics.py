@@ -9,7 +9,6 @@ from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from infomax_jax import registry
 from infomax_jax.encoders import MLP

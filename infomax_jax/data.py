@@ -31,11 +31,11 @@ import dataclasses
 import functools
 import gzip
 import os
-import zipfile
-import zlib
 import socket
 import struct
 from typing import Any
+import zipfile
+import zlib
 
 import jax
 import jax.numpy as jnp

@@ -28,8 +28,8 @@ examples minimises the same objective with ``l2 = 1 / (C * N)``.
 """
 
 import functools
-import zlib
 from typing import Any
+import zlib
 
 import flax.linen as nn
 import jax
@@ -109,37 +109,22 @@ def linear_probe(
                 learning_rate=learning_rate, batch_size=batch_size, seed=seed)
 
 
-def mlp_probe(
-    train_x: Any,
-    train_y: Any,
-    test_x: Any,
-    test_y: Any,
-    *,
-    hidden_size: int = 200,
-    num_classes: int | None = None,
-    l2: float = DEFAULT_L2,
-    steps: int = DEFAULT_STEPS,
-    learning_rate: float | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-) -> dict[str, float]:
+# linear_probe's keyword options and defaults, shared by mlp_probe.
+_PROBE_OPTIONS = {'num_classes': None, 'l2': DEFAULT_L2, 'steps': DEFAULT_STEPS,
+                  'learning_rate': None, 'batch_size': None, 'seed': 0}
+
+
+def mlp_probe(train_x: Any, train_y: Any, test_x: Any, test_y: Any, *,
+              hidden_size: int = 200, **options: Any) -> dict[str, float]:
   """Classifier with one hidden ReLU layer on frozen features (DIM's probe).
 
-  Hjelm et al. (2019) evaluate with one hidden layer of 200 units. Arguments
-  and return value are those of ``linear_probe``, plus:
+  Hjelm et al. (2019) evaluate with one hidden layer of 200 units.
 
   Args:
-    train_x: (N, D) train features.
-    train_y: (N,) integer train labels.
-    test_x: (M, D) test features.
-    test_y: (M,) integer test labels.
+    train_x, train_y, test_x, test_y: as in ``linear_probe``.
     hidden_size: width of the hidden layer.
-    num_classes: number of classes; ``None`` means ``max label + 1``.
-    l2: weight of ``0.5 * sum ||kernel||^2`` added to the mean cross-entropy.
-    steps: L-BFGS iterations (full batch) or Adam steps (mini-batch).
-    learning_rate: Adam step size (mini-batch only; ``None`` means 1e-3).
-    batch_size: ``None`` for full-batch L-BFGS, else the Adam batch size.
-    seed: seeds the initialisation and the mini-batches.
+    **options: ``num_classes``, ``l2`` (on every kernel), ``steps``,
+      ``learning_rate``, ``batch_size`` and ``seed``, as in ``linear_probe``.
 
   Returns:
     ``{'accuracy', 'train_accuracy', 'train_loss', 'steps'}`` as in
@@ -147,9 +132,12 @@ def mlp_probe(
   """
   if not isinstance(hidden_size, (int, np.integer)) or hidden_size < 1:
     raise ValueError(f'hidden_size must be a positive int, got {hidden_size!r}')
+  unknown = sorted(set(options) - set(_PROBE_OPTIONS))
+  if unknown:
+    raise TypeError(f'mlp_probe got unknown options {unknown}; valid: '
+                    f'{", ".join(_PROBE_OPTIONS)}')
   return _probe(train_x, train_y, test_x, test_y, hidden_size=int(hidden_size),
-                num_classes=num_classes, l2=l2, steps=steps,
-                learning_rate=learning_rate, batch_size=batch_size, seed=seed)
+                **{**_PROBE_OPTIONS, **options})
 
 
 def _check_features(x: Any, name: str) -> jax.Array:
@@ -428,8 +416,10 @@ def c2st_accuracy(a: Array, b: Array, *, seed: int = 0, hidden_size: int = 200,
   """Classifier two-sample test: held-out accuracy of telling ``a`` from ``b``.
 
   A one-hidden-layer probe (``mlp_probe``) is fitted on the first half of
-  each sample (its first ``num_fit`` rows, when given) and scored on the rest: 0.5 means indistinguishable, 1 disjoint. With ~10^4 samples a side the test is strict (it saturates near
-  1 for samples that W1 and the energy distance still grade).
+  each sample (its first ``num_fit`` rows, when given) and scored on the
+  rest: 0.5 means indistinguishable, 1 disjoint. With ~10^4 samples a side
+  the test is strict (it saturates near 1 for samples that W1 and the energy
+  distance still grade).
 
   Args:
     a, b: (N, D) and (M, D) samples, N, M >= 4.

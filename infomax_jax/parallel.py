@@ -7,7 +7,7 @@ Because the whole global batch is one logical array, a contrastive score
 matrix computed inside the jitted step uses negatives from every device; XLA
 inserts the collectives. Where the K x K scores should not exist at all,
 ``batch_shard_map`` runs a per-device function (e.g. the streaming, ring or
-all-gather bounds of ``infomax_jax.contrastive``) on the local shards.
+all-gather bounds of ``infomax_jax.bounds.streaming``) on the local shards.
 
 Multi-process (multi-host) runs: call ``initialize_distributed()`` first
 thing; it starts ``jax.distributed`` when the environment asks for several
@@ -24,7 +24,10 @@ import os
 from typing import Any, Callable, Optional
 
 import jax
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 
 DATA_AXIS = 'data'
@@ -89,7 +92,7 @@ def batch_shard_map(fn: Callable[..., Any], mesh: Mesh, *,
   ``batch_shard_map(fn, mesh)(x, y)`` calls ``fn(x_local, y_local)`` on each
   device with its rows of the batch-sharded arguments (inside, the mesh axis
   is ``DATA_AXIS``: pass ``axis_name=parallel.DATA_AXIS`` to the collectives
-  or to ``infomax_jax.contrastive``); ``fn`` must return values that are the
+  or to ``infomax_jax.bounds.streaming``); ``fn`` must return values that are the
   same on every device (after a ``psum``/``pmean``), e.g. a global bound.
   Gradients flow through it.
 

@@ -12,7 +12,7 @@ driver around it (data, cached baselines, training, figures) is
 Config fields (besides those of ``infomax_jax.train``):
   dataset, data_dir, encoder, encoder_kwargs (ConfigDict; for 'realnvp' the
   two encoders get permutation seeds 0 and 1), critic, critic_kwargs, bound
-  (a ``bounds.REGISTRY`` name of the scores alone), noise_std, target_mi (None: maximize), 
+  (a ``bounds.REGISTRY`` name of the scores alone), noise_std, target_mi (None: maximize),
   eval_batches, probe_steps, train_examples (> 0: only the first N train
   images).
 """

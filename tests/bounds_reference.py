@@ -8,7 +8,8 @@ so that the tests compare the library against something else.
 import math
 
 import numpy as np
-from scipy import optimize, special
+from scipy import optimize
+from scipy import special
 
 from infomax_jax import distributions
 

@@ -7,9 +7,9 @@ The flag must be set before JAX starts, so these checks cannot run inside the
 main pytest process (it has one CPU device). Each check prints one JSON line
 ``{"check": name, "ok": bool, "detail": "..."}`` (plus ``"skipped": reason``
 when it could not run, e.g. the real-data checks without $INFOMAX_DATA_DIR);
-the exit status is non-zero when any check failed. ``--workdir`` keeps a checkpoint written on 8 devices
-(and the parameters expected after resuming it) for the 1-device side of the
-checkpoint test in the parent process.
+the exit status is non-zero when any check failed. ``--workdir`` keeps a
+checkpoint written on 8 devices (and the parameters expected after resuming
+it) for the 1-device side of the checkpoint test in the parent process.
 """
 
 import argparse
@@ -22,14 +22,13 @@ import time
 import traceback
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from infomax_jax import bounds  # pylint: disable=g-import-not-at-top,wrong-import-position
-from infomax_jax import contrastive  # pylint: disable=wrong-import-position
 from infomax_jax import parallel  # pylint: disable=wrong-import-position
 from infomax_jax import train  # pylint: disable=wrong-import-position
+from infomax_jax.bounds import streaming  # pylint: disable=wrong-import-position
 from tests import parallel_fixtures as fx  # pylint: disable=wrong-import-position
 
 RESULTS = []
@@ -106,7 +105,7 @@ def main():
 
   @check
   def contrastive_sharded_vs_dense():
-    """contrastive.* under shard_map (all_gather and ring) == bounds.* dense."""
+    """streaming.* under shard_map (all_gather and ring) == bounds.* dense."""
     x, y = fx.gaussian_pairs(2, 48, fx.DIM, 0.5)
     refs = {
         'infonce': lambda x, y: bounds.infonce(x @ y.T),
@@ -115,18 +114,18 @@ def main():
         'dv': lambda x, y: bounds.dv(x @ y.T),
         'nwj': lambda x, y: bounds.nwj(x @ y.T),
         'jsd': lambda x, y: bounds.jsd(x @ y.T),
-        'nt_xent': lambda x, y: contrastive.nt_xent(x, y, 0.5),
+        'nt_xent': lambda x, y: streaming.nt_xent(x, y, 0.5),
     }
     fns = {
-        'infonce': contrastive.infonce,
-        'symmetric': functools.partial(contrastive.infonce, symmetric=True),
-        'dv': contrastive.dv, 'nwj': contrastive.nwj, 'jsd': contrastive.jsd,
-        'nt_xent': functools.partial(contrastive.nt_xent, temperature=0.5),
+        'infonce': streaming.infonce,
+        'symmetric': functools.partial(streaming.infonce, symmetric=True),
+        'dv': streaming.dv, 'nwj': streaming.nwj, 'jsd': streaming.jsd,
+        'nt_xent': functools.partial(streaming.nt_xent, temperature=0.5),
     }
     # 6 rows per device: block 5 does not divide the 48 gathered columns,
     # block 4 does not divide a ring step's 6 columns. Dense per-device
     # scores (block None) only for InfoNCE: the other bounds share its code.
-    streaming = (('all_gather', 5), ('ring', 4))
+    streamed = (('all_gather', 5), ('ring', 4))
     dense = (('all_gather', None), ('ring', None))
 
     def all_refs(x, y):
@@ -136,7 +135,7 @@ def main():
     def all_sharded(x, y):            # one program: one compilation
       out = {}
       for name, fn in fns.items():
-        variants = streaming + (dense if name in ('infonce', 'symmetric') else ())
+        variants = streamed + (dense if name in ('infonce', 'symmetric') else ())
         for collective, block_size in variants:
           f = parallel.batch_shard_map(functools.partial(
               fn, block_size=block_size, axis_name=parallel.DATA_AXIS,
@@ -313,7 +312,7 @@ def main():
     from experiments.configs import infograph as infograph_config  # pylint: disable=g-import-not-at-top
     config = infograph_config.get_config('tiny')
     config.data_dir = data_dir()
-    summary = infograph.run(config, os.path.join(workdir, 'infograph_tiny'))
+    (summary,) = infograph.run(config, os.path.join(workdir, 'infograph_tiny'))
     assert summary['seeds'] == 1 and float(summary['acc_mean']) > 50, summary
     return f'MUTAG tiny: {summary["acc_mean"]} %'
 

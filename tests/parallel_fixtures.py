@@ -9,10 +9,10 @@ import ml_collections
 import numpy as np
 
 from infomax_jax import bounds
-from infomax_jax import contrastive
 from infomax_jax import critics
 from infomax_jax import parallel
 from infomax_jax import train
+from infomax_jax.bounds import streaming
 
 DIM = 4
 BATCH = 64
@@ -89,7 +89,7 @@ def contrastive_task(loss_name: str, mesh) -> train.Task:
       return bounds.infonce(ex @ ey.T)
   elif loss_name == 'ring':
     estimate = parallel.batch_shard_map(functools.partial(
-        contrastive.infonce, axis_name=parallel.DATA_AXIS, collective='ring',
+        streaming.infonce, axis_name=parallel.DATA_AXIS, collective='ring',
         block_size=3), mesh)
   else:
     raise ValueError(loss_name)

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 from jax.test_util import check_grads
 import numpy as np
 import pytest
-from scipy import integrate, special, stats
+from scipy import integrate
+from scipy import special
+from scipy import stats
 
 from infomax_jax import bounds
 from tests import bounds_reference as ref

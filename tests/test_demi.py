@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infomax_jax import bounds, demi, distributions
+from infomax_jax import bounds
+from infomax_jax import demi
+from infomax_jax import distributions
 
 
 def _random_cov(n: int, seed: int) -> np.ndarray:

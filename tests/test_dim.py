@@ -10,10 +10,9 @@ import pytest
 
 from infomax_jax import bounds
 from infomax_jax import dim
-from infomax_jax import evaluation
 from infomax_jax import encoders
+from infomax_jax import evaluation
 from infomax_jax import train
-
 
 # --- Encoder. ---
 

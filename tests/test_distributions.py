@@ -8,7 +8,6 @@ from scipy import stats
 
 from infomax_jax import distributions as D
 
-
 # Samplers are jit-compiled once per (task, n): tests share tasks and n so that
 # the suite compiles few of them (compilation dominates on a shared CPU).
 N = 40_000

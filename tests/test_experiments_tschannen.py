@@ -6,19 +6,18 @@ here independently of ``experiments.noniid``.
 """
 
 import json
-import os
 
 import jax
 import numpy as np
 import pytest
 
-from infomax_jax import runs
 from experiments import critics as critics_experiment
 from experiments import noniid
 from experiments import target_mi
 from experiments.configs import critics as critics_config
 from experiments.configs import noniid as noniid_config
 from experiments.configs import target_mi as target_mi_config
+from infomax_jax import runs
 
 
 def _true_mi_from_covariances(latent_cov, noise_cov) -> float:

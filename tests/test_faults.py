@@ -223,8 +223,9 @@ def test_rerun_with_another_config_is_refused(tmp_path):
     ('optimizer', 'adamw2', "unknown optimizer 'adamw2'; valid optimizers are: adam, sgd"),
 ])
 def test_bad_config_value_is_named(field, value, message):
-  from experiments.configs import invertible
   import ml_collections
+
+  from experiments.configs import invertible
   config = ml_collections.ConfigDict(
       {**invertible.get_config('tiny').to_dict(), field: value})
   with pytest.raises(ValueError, match=message):

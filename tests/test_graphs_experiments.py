@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from infomax_jax import graphs, runs
+from infomax_jax import graphs
+from infomax_jax import runs
 from tests import graphs_fixtures as fx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infomax_jax import bounds, graphs
+from infomax_jax import bounds
+from infomax_jax import graphs
 from tests import graphs_fixtures as fx
 
 BOUND_FNS = {'jsd': bounds.jsd, 'infonce': bounds.infonce, 'dv': bounds.dv,

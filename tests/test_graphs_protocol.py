@@ -9,7 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from infomax_jax import graphs, runs
+from infomax_jax import graphs
+from infomax_jax import runs
 
 
 class _Toy:

@@ -87,7 +87,8 @@ def test_lanczos_matches_exact():
 
 def test_lanczos_survives_breakdown():
   # Rank-2 map: the Krylov space is exhausted after two steps.
-  a = np.zeros((6, 6)); a[0, 0], a[1, 1] = 3.0, 2.0
+  a = np.zeros((6, 6))
+  a[0, 0], a[1, 1] = 3.0, 2.0
   f = lambda x: jnp.asarray(a, jnp.float32) @ x
   s = jacobian.lanczos_singular_values(f, jnp.ones(6), num_iters=6)
   assert np.all(np.isfinite(s))

@@ -1,4 +1,4 @@
-"""Tests of infomax_jax.parallel and infomax_jax.contrastive.
+"""Tests of infomax_jax.parallel, infomax_jax.bounds.streaming and infomax_jax.contrastive.
 
 Single-device tests run here. The 8-device checks (tests/multidevice_checks.py)
 and the two-process run (tests/two_process_worker.py) need XLA flags set before
@@ -18,11 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infomax_jax import runs
 from infomax_jax import bounds
 from infomax_jax import contrastive
 from infomax_jax import parallel
+from infomax_jax import runs
 from infomax_jax import train
+from infomax_jax.bounds import streaming
 from tests import parallel_fixtures as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,12 +144,12 @@ def _dense_refs(x, y):
 
 def _contrastive_all(x, y, block_size):
   return {
-      'infonce': contrastive.infonce(x, y, block_size=block_size),
-      'symmetric': contrastive.infonce(x, y, symmetric=True,
+      'infonce': streaming.infonce(x, y, block_size=block_size),
+      'symmetric': streaming.infonce(x, y, symmetric=True,
                                        block_size=block_size),
-      'dv': contrastive.dv(x, y, block_size=block_size),
-      'nwj': contrastive.nwj(x, y, block_size=block_size),
-      'jsd': contrastive.jsd(x, y, block_size=block_size),
+      'dv': streaming.dv(x, y, block_size=block_size),
+      'nwj': streaming.nwj(x, y, block_size=block_size),
+      'jsd': streaming.jsd(x, y, block_size=block_size),
   }
 
 
@@ -207,8 +208,8 @@ def test_nt_xent_matches_explicit_formula():
   def run(x, y):
     vg = lambda f: jax.value_and_grad(f, argnums=(0, 1))(x, y)
     return {'explicit': vg(explicit),
-            'dense': vg(lambda x, y: contrastive.nt_xent(x, y, tau)),
-            'streaming': vg(lambda x, y: contrastive.nt_xent(x, y, tau,
+            'dense': vg(lambda x, y: streaming.nt_xent(x, y, tau)),
+            'streaming': vg(lambda x, y: streaming.nt_xent(x, y, tau,
                                                              block_size=5))}
 
   out = run(x, y)
@@ -226,7 +227,7 @@ def test_large_scores_keep_finite_gradients():
   def run(x, y):
     return {f'{fn.__name__}/{b}': jax.value_and_grad(
         lambda x, y, fn=fn, b=b: fn(x, y, block_size=b), argnums=(0, 1))(x, y)
-            for b in (None, 5) for fn in (contrastive.dv, contrastive.jsd)}
+            for b in (None, 5) for fn in (streaming.dv, streaming.jsd)}
 
   for name, leaves in run(12.0 * x, 12.0 * y).items():
     assert all(np.all(np.isfinite(l)) for l in jax.tree.leaves(leaves)), name
@@ -238,8 +239,8 @@ def test_bfloat16_embeddings():
   @_jit
   def run(x, y):
     xb, yb = x.astype(jnp.bfloat16), y.astype(jnp.bfloat16)
-    f = lambda x: contrastive.infonce(x, yb, block_size=16)
-    return contrastive.infonce(x, y), f(xb), jax.grad(f)(xb)
+    f = lambda x: streaming.infonce(x, yb, block_size=16)
+    return streaming.infonce(x, y), f(xb), jax.grad(f)(xb)
 
   ref, out, g = run(x, y)
   assert out.dtype == jnp.float32 and g.dtype == jnp.bfloat16
@@ -256,9 +257,9 @@ def test_streaming_memory_is_linear_in_k():
     return compiled.memory_analysis().temp_size_in_bytes
 
   dense = temp_bytes(lambda x, y: bounds.infonce(x @ y.T))
-  streaming = temp_bytes(lambda x, y: contrastive.infonce(x, y, block_size=b))
+  streamed = temp_bytes(lambda x, y: streaming.infonce(x, y, block_size=b))
   assert dense >= k * k * 4, dense                 # at least one K x K buffer
-  assert streaming <= 8 * k * b * 4 + 16 * k * d * 4, streaming   # few (K, B)
+  assert streamed <= 8 * k * b * 4 + 16 * k * d * 4, streamed   # few (K, B)
 
 
 def test_cosine_critic_and_learned_temperature():
@@ -267,7 +268,7 @@ def test_cosine_critic_and_learned_temperature():
 
   def loss(params):
     ex, ey = critic.apply(params, x, y, method='embeddings')
-    return -contrastive.infonce(ex, ey, symmetric=True, block_size=8)
+    return -streaming.infonce(ex, ey, symmetric=True, block_size=8)
 
   @_jit
   def run(key):
@@ -291,25 +292,25 @@ def test_cosine_critic_and_learned_temperature():
 def test_input_validation():
   x = jnp.ones((8, 4))
   with pytest.raises(ValueError, match=r'same number of pairs K'):
-    contrastive.infonce(x, jnp.ones((7, 4)))
+    streaming.infonce(x, jnp.ones((7, 4)))
   with pytest.raises(ValueError, match=r'same embedding dimension'):
-    contrastive.infonce(x, jnp.ones((8, 3)))
+    streaming.infonce(x, jnp.ones((8, 3)))
   with pytest.raises(ValueError, match=r'2-D \(K, d\)'):
-    contrastive.infonce(jnp.ones(8), x)
+    streaming.infonce(jnp.ones(8), x)
   with pytest.raises(ValueError, match=r'block_size must be None'):
-    contrastive.infonce(x, x, block_size=0)
+    streaming.infonce(x, x, block_size=0)
   with pytest.raises(ValueError, match=r"unknown collective 'tree'.*all_gather, ring"):
-    contrastive.infonce(x, x, collective='tree')
+    streaming.infonce(x, x, collective='tree')
   with pytest.raises(ValueError, match=r'temperature must be > 0'):
-    contrastive.nt_xent(x, x, 0.0)
+    streaming.nt_xent(x, x, 0.0)
   with pytest.raises(ValueError, match=r'K >= 2'):
-    contrastive.infonce(x[:1], x[:1])
+    streaming.infonce(x[:1], x[:1])
 
 
 def test_default_block_size():
-  assert contrastive.default_block_size(2048) == 8192
-  assert contrastive.default_block_size(32768) == 512
-  assert contrastive.default_block_size(2**24) == 128
+  assert streaming.default_block_size(2048) == 8192
+  assert streaming.default_block_size(32768) == 512
+  assert streaming.default_block_size(2**24) == 128
 
 
 # ------------------------------------------------ parallel on one process --
@@ -323,8 +324,8 @@ def test_single_process_helpers():
   assert gx.sharding == parallel.batch_sharded(mesh)
   assert not parallel.initialize_distributed()        # nothing asks for it
   fn = parallel.batch_shard_map(functools.partial(
-      contrastive.infonce, axis_name=parallel.DATA_AXIS, collective='ring'), mesh)
-  sharded, dense = _jit(lambda x: (fn(x, x), contrastive.infonce(x, x)))(gx)
+      streaming.infonce, axis_name=parallel.DATA_AXIS, collective='ring'), mesh)
+  sharded, dense = _jit(lambda x: (fn(x, x), streaming.infonce(x, x)))(gx)
   np.testing.assert_allclose(sharded, dense, rtol=1e-6)
 
 

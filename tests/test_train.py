@@ -8,8 +8,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from infomax_jax import runs
 from infomax_jax import parallel
+from infomax_jax import runs
 from infomax_jax import train
 
 

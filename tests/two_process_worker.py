@@ -12,7 +12,7 @@ Then, across the two processes:
 
 * ``dense``: ``bounds.infonce(x @ y.T)`` under ``jax.jit`` (GSPMD inserts the
   cross-process all-gather), value and gradients;
-* ``ring`` / ``all_gather``: the streaming ``contrastive.infonce`` under
+* ``ring`` / ``all_gather``: the streaming ``streaming.infonce`` under
   ``shard_map`` with blocks of 3, value and gradients;
 * ``train``: two steps of ``infomax_jax.train`` (the loop the experiments
   use), whose sampled batches and loss span both processes.
@@ -55,9 +55,10 @@ def main():
                                          args.process_id)
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
   from infomax_jax import bounds  # pylint: disable=g-import-not-at-top
-  from infomax_jax import contrastive  # pylint: disable=g-import-not-at-top
   from infomax_jax import train  # pylint: disable=g-import-not-at-top
+  from infomax_jax.bounds import streaming  # pylint: disable=g-import-not-at-top
   from tests import parallel_fixtures as fx  # pylint: disable=g-import-not-at-top
 
   mesh = parallel.make_mesh()
@@ -79,9 +80,9 @@ def main():
   dense = jax.jit(jax.value_and_grad(lambda x, y: bounds.infonce(x @ y.T),
                                      argnums=(0, 1)))
   result['dense'] = to_host(dense(gx, gy))
-  for collective in contrastive.COLLECTIVES:
+  for collective in streaming.COLLECTIVES:
     fn = parallel.batch_shard_map(functools.partial(
-        contrastive.infonce, axis_name=parallel.DATA_AXIS,
+        streaming.infonce, axis_name=parallel.DATA_AXIS,
         collective=collective, block_size=3), mesh)
     result[collective] = to_host(
         jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(gx, gy))

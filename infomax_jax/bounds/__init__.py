@@ -37,33 +37,34 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional
 import jax
 
 from infomax_jax import registry
-from infomax_jax.bounds import conditional, core, fgan, streaming
-from infomax_jax.bounds.conditional import conditional_infonce, demi, demi_terms
-from infomax_jax.bounds.core import (
-  MineState,
-  as_float,
-  check_scores,
-  dv,
-  exp_saturating,
-  infonce,
-  interpolated,
-  joint_mean,
-  jsd,
-  marginal_logmeanexp,
-  marginal_mean,
-  mine,
-  mine_init,
-  nwj,
-  smile,
-  tuba,
-)
-from infomax_jax.bounds.fgan import (
-  F_DIVERGENCES,
-  critic_log_ratio,
-  f_divergence,
-  f_divergence_scores,
-  lambertw_exp,
-)
+from infomax_jax.bounds import conditional
+from infomax_jax.bounds import core
+from infomax_jax.bounds import fgan
+from infomax_jax.bounds import streaming
+from infomax_jax.bounds.conditional import conditional_infonce
+from infomax_jax.bounds.conditional import demi
+from infomax_jax.bounds.conditional import demi_terms
+from infomax_jax.bounds.core import MineState
+from infomax_jax.bounds.core import as_float
+from infomax_jax.bounds.core import check_scores
+from infomax_jax.bounds.core import dv
+from infomax_jax.bounds.core import exp_saturating
+from infomax_jax.bounds.core import infonce
+from infomax_jax.bounds.core import interpolated
+from infomax_jax.bounds.core import joint_mean
+from infomax_jax.bounds.core import jsd
+from infomax_jax.bounds.core import marginal_logmeanexp
+from infomax_jax.bounds.core import marginal_mean
+from infomax_jax.bounds.core import mine
+from infomax_jax.bounds.core import mine_init
+from infomax_jax.bounds.core import nwj
+from infomax_jax.bounds.core import smile
+from infomax_jax.bounds.core import tuba
+from infomax_jax.bounds.fgan import F_DIVERGENCES
+from infomax_jax.bounds.fgan import critic_log_ratio
+from infomax_jax.bounds.fgan import f_divergence
+from infomax_jax.bounds.fgan import f_divergence_scores
+from infomax_jax.bounds.fgan import lambertw_exp
 
 Array = jax.Array
 

@@ -37,70 +37,65 @@ References:
   Networks", ICLR 2017 (the Planetoid preprocessing and GCN normalisation).
 """
 
-from infomax_jax.graphs.dgi import (
-  DGI,
-  BilinearDiscriminator,
-  DGIResult,
-  dgi_config,
-  dgi_embeddings,
-  dgi_objective,
-  dgi_task,
-  train_dgi,
-)
-from infomax_jax.graphs.evaluation import logreg_probe, svm_cross_validation
-from infomax_jax.graphs.files import DATA_DIR_ENV, resolve_data_dir
-from infomax_jax.graphs.infograph import (
-  FeedForward,
-  GINEncoder,
-  InfoGraph,
-  InfoGraphResult,
-  infograph_config,
-  infograph_embeddings,
-  infograph_init,
-  infograph_masks,
-  infograph_objective,
-  infograph_steps_per_epoch,
-  infograph_task,
-  train_infograph,
-)
-from infomax_jax.graphs.layers import GCNLayer, GINLayer, dgi_summary, mean_readout, sum_readout
-from infomax_jax.graphs.masked_bounds import (
-  MASKED_BOUNDS,
-  masked_bound,
-  masked_logmeanexp,
-  masked_mean,
-)
-from infomax_jax.graphs.planetoid import (
-  PLANETOID_NAMES,
-  Planetoid,
-  UnsafePickleError,
-  load_planetoid,
-  restricted_load,
-  restricted_loads,
-)
-from infomax_jax.graphs.protocol import Evaluation, Protocol
-from infomax_jax.graphs.sparse import (
-  Features,
-  SparseMatrix,
-  matmul,
-  normalized_adjacency,
-  permute_rows,
-  row_blocks,
-  row_normalize,
-  sparse_from_coo,
-  spmm,
-  undirected_edges,
-)
+from infomax_jax.graphs.dgi import DGI
+from infomax_jax.graphs.dgi import BilinearDiscriminator
+from infomax_jax.graphs.dgi import DGIResult
+from infomax_jax.graphs.dgi import dgi_config
+from infomax_jax.graphs.dgi import dgi_embeddings
+from infomax_jax.graphs.dgi import dgi_objective
+from infomax_jax.graphs.dgi import dgi_task
+from infomax_jax.graphs.dgi import train_dgi
+from infomax_jax.graphs.evaluation import logreg_probe
+from infomax_jax.graphs.evaluation import svm_cross_validation
+from infomax_jax.graphs.files import DATA_DIR_ENV
+from infomax_jax.graphs.files import resolve_data_dir
+from infomax_jax.graphs.infograph import FeedForward
+from infomax_jax.graphs.infograph import GINEncoder
+from infomax_jax.graphs.infograph import InfoGraph
+from infomax_jax.graphs.infograph import InfoGraphResult
+from infomax_jax.graphs.infograph import infograph_config
+from infomax_jax.graphs.infograph import infograph_embeddings
+from infomax_jax.graphs.infograph import infograph_init
+from infomax_jax.graphs.infograph import infograph_masks
+from infomax_jax.graphs.infograph import infograph_objective
+from infomax_jax.graphs.infograph import infograph_steps_per_epoch
+from infomax_jax.graphs.infograph import infograph_task
+from infomax_jax.graphs.infograph import train_infograph
+from infomax_jax.graphs.layers import GCNLayer
+from infomax_jax.graphs.layers import GINLayer
+from infomax_jax.graphs.layers import dgi_summary
+from infomax_jax.graphs.layers import mean_readout
+from infomax_jax.graphs.layers import sum_readout
+from infomax_jax.graphs.masked_bounds import MASKED_BOUNDS
+from infomax_jax.graphs.masked_bounds import masked_bound
+from infomax_jax.graphs.masked_bounds import masked_logmeanexp
+from infomax_jax.graphs.masked_bounds import masked_mean
+from infomax_jax.graphs.planetoid import PLANETOID_NAMES
+from infomax_jax.graphs.planetoid import Planetoid
+from infomax_jax.graphs.planetoid import UnsafePickleError
+from infomax_jax.graphs.planetoid import load_planetoid
+from infomax_jax.graphs.planetoid import restricted_load
+from infomax_jax.graphs.planetoid import restricted_loads
+from infomax_jax.graphs.protocol import Evaluation
+from infomax_jax.graphs.protocol import Protocol
+from infomax_jax.graphs.sparse import Features
+from infomax_jax.graphs.sparse import SparseMatrix
+from infomax_jax.graphs.sparse import matmul
+from infomax_jax.graphs.sparse import normalized_adjacency
+from infomax_jax.graphs.sparse import permute_rows
+from infomax_jax.graphs.sparse import row_blocks
+from infomax_jax.graphs.sparse import row_normalize
+from infomax_jax.graphs.sparse import sparse_from_coo
+from infomax_jax.graphs.sparse import spmm
+from infomax_jax.graphs.sparse import undirected_edges
 from infomax_jax.graphs.training import TrainResult
-from infomax_jax.graphs.tu import (
-  GraphBatch,
-  TUDataset,
-  batch_graphs,
-  device_graph_batch,
-  load_tu_dataset,
-  padded_sizes,
-  tu_arrays,
-)
+from infomax_jax.graphs.tu import GraphBatch
+from infomax_jax.graphs.tu import TUDataset
+from infomax_jax.graphs.tu import batch_graphs
+from infomax_jax.graphs.tu import device_graph_batch
+from infomax_jax.graphs.tu import load_tu_dataset
+from infomax_jax.graphs.tu import padded_sizes
+from infomax_jax.graphs.tu import tu_arrays
 
 __all__ = [
     'DGI', 'BilinearDiscriminator', 'DGIResult', 'dgi_config',

@@ -20,9 +20,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from infomax_jax import parallel, registry
+from infomax_jax import parallel
+from infomax_jax import registry
 from infomax_jax import train as train_lib
-from infomax_jax.graphs import layers, masked_bounds, sparse, training
+from infomax_jax.graphs import layers
+from infomax_jax.graphs import masked_bounds
+from infomax_jax.graphs import sparse
+from infomax_jax.graphs import training
 from infomax_jax.graphs.planetoid import Planetoid
 
 Array = jax.Array

@@ -102,7 +102,8 @@ def svm_cross_validation(embeddings: np.ndarray, labels: np.ndarray, *,
     ((folds,) accuracies, the chosen C of each fold).
   """
   # scikit-learn takes seconds to import; only this evaluation needs it.
-  from sklearn import model_selection, svm  # pylint: disable=g-import-not-at-top
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+  from sklearn import svm  # pylint: disable=g-import-not-at-top
   outer = model_selection.StratifiedKFold(folds, shuffle=True,
                                           random_state=seed)
   accs, chosen = [], []

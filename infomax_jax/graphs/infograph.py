@@ -19,10 +19,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from infomax_jax import parallel, registry
+from infomax_jax import parallel
+from infomax_jax import registry
 from infomax_jax import train as train_lib
-from infomax_jax.graphs import layers, masked_bounds, training, tu
-from infomax_jax.graphs.tu import GraphBatch, TUDataset
+from infomax_jax.graphs import layers
+from infomax_jax.graphs import masked_bounds
+from infomax_jax.graphs import training
+from infomax_jax.graphs import tu
+from infomax_jax.graphs.tu import GraphBatch
+from infomax_jax.graphs.tu import TUDataset
 
 Array = jax.Array
 PyTree = Any

@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from infomax_jax import bounds, registry
+from infomax_jax import bounds
+from infomax_jax import registry
 
 Array = jax.Array
 

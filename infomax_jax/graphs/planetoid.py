@@ -18,7 +18,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from infomax_jax.graphs import files, sparse
+from infomax_jax.graphs import files
+from infomax_jax.graphs import sparse
 
 # ---------------------------------------------------- restricted unpickler --
 

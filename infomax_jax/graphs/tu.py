@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infomax_jax.graphs import files, sparse
+from infomax_jax.graphs import files
+from infomax_jax.graphs import sparse
 
 Array = jax.Array
 

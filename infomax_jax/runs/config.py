@@ -63,6 +63,9 @@ _INTS = {'seed': None, 'num_steps': 0, 'batch_size': 1, 'log_every': 1,
          'warmup_steps': 0, 'classifier_steps': 1, 'jacobian_examples': 1}
 
 
+_PLURALS = ('bound', 'critic', 'encoder')
+
+
 def _registries() -> dict[str, Any]:
   # Imported here: the library modules import this package.
   from infomax_jax import bounds, critics, dim, encoders, train
@@ -98,7 +101,9 @@ def _problems(config: Any, where: str) -> list[str]:
     out.append(f'{where}noise_std must be a finite number >= 0, got {config.noise_std!r}')
   for name, table in _registries().items():
     values = [config.get(name)] if isinstance(config.get(name), str) else []
-    plural = config.get(name + 's')
+    # Lists of components ('bounds', 'critics', 'encoders'); an experiment's
+    # own 'estimators' are labels of its own, not DIM's estimators.
+    plural = config.get(name + 's') if name in _PLURALS else None
     if isinstance(plural, (tuple, list)) and all(isinstance(v, str) for v in plural):
       values += list(plural)
     elif isinstance(plural, (dict, ml_collections.ConfigDict)):
