@@ -40,6 +40,50 @@ What ``estimate_mi`` does:
 
        mi = (1/B) sum_b I_b,    stderr = std_b(I_b) / sqrt(B).
 
+5. Guards the result (see "Failures" below): an evaluation counts only when
+   its estimate is finite, its scores are small enough for float32 to resolve
+   the estimate, and it respects the bound's ceiling; the reported estimate is
+   the best usable one.
+
+Failures. ``estimate_mi`` never returns a number it knows to be meaningless.
+A held-out evaluation is *unusable* when
+
+* its estimate or its scores are not finite;
+* its scores are too large for their dtype: with M = max |f| over the held-out
+  score matrices (and the baseline a(y)), float32 rounds scores in steps of
+  about eps M (eps = 1.2e-7), and the estimate is rounding noise once
+  eps M > ``SCORE_RESOLUTION`` (0.05 nats, i.e. M > 4.2e5): InfoNCE's
+  ``log K + mean(f_ii - logsumexp_j f_ij)`` loses its ``+ log K`` and the
+  differences f_ii - f_ij, and returns log K (or anything) on independent
+  samples;
+* it exceeds the bound's ceiling (``ceiling``: log K for InfoNCE, K the
+  held-out batch size) by more than ``CEILING_TOLERANCE`` plus eps M.
+
+Unusable evaluations are never selected as the best, and count against the
+patience. The fit *fails* when no evaluation was usable, when the training
+bound became non-finite before the reported evaluation, or when the best
+estimate is below ``FLOOR`` (-1 nat): every reported estimate in the registry
+is 0 at a constant critic (InfoNCE, DV, MINE, SMILE at f = 0; NWJ, TUBA and the
+NWJ reports of jsd and the f-divergences at the constant whose implied log
+density ratio is 0), so a best estimate below -1 nat means that training
+diverged, not that the MI is negative. A failure raises ``EstimationError``
+(a ``RuntimeError``, and a ``FloatingPointError`` as non-finite estimates
+raised before), whose message gives the reason, the bounds and the value that
+would have been reported; ``on_failure='nan'`` instead returns an
+``MIEstimate`` with ``mi`` = ``stderr`` = nan, ``failed=True`` and the
+``reason`` (and warns). Warnings (``warnings.warn``), the estimate standing:
+a ``CeilingWarning`` when the estimate is within ``NEAR_CEILING`` (5%) of the
+bound's ceiling (the true MI may be far larger: use a larger batch_size or a
+bound without a ceiling), and a ``RuntimeWarning`` when training diverged
+after the reported evaluation or some evaluations were unusable.
+
+Inputs. Non-finite samples raise a ValueError naming the array and the first
+bad index. Standardisation is computed in float64 on the host (z-scores after
+dividing each coordinate by its largest magnitude, so that nothing
+overflows; a constant coordinate is centred and left unscaled) and only its
+output is cast to float32; ``standardize='none'`` rejects samples beyond
+float32's range.
+
 Held-out estimator: the training bound's reported estimate in the registry
 (``bounds.get(bound).estimate``): the value itself for dv, nwj, infonce, tuba,
 interpolated and smile; DV for mine (MINE's value *is* DV; only its gradient
@@ -64,6 +108,7 @@ import functools
 import math
 import time
 from typing import Any, Mapping, NamedTuple
+import warnings
 
 import flax.linen as nn
 import jax
@@ -72,7 +117,11 @@ import numpy as np
 import optax
 from scipy import special
 
-from infomax_jax import bounds, critics, encoders, parallel, registry
+from infomax_jax import bounds
+from infomax_jax import critics
+from infomax_jax import encoders
+from infomax_jax import parallel
+from infomax_jax import registry
 
 Array = jax.Array
 
@@ -89,6 +138,50 @@ CRITIC_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _MIN_SPLIT = 16   # fewest samples allowed in the train and in the test split
+
+# Guards (see the module docstring, "Failures").
+SCORE_RESOLUTION = 0.05   # nats: largest rounding step eps * max|f| of a usable evaluation
+CEILING_TOLERANCE = 1e-3  # nats an estimate may exceed its bound's ceiling (+ eps * max|f|)
+FLOOR = -1.0              # nats: a best estimate below this is a failed fit
+NEAR_CEILING = 0.05       # warn when an estimate is within this fraction of its ceiling
+_LARGE_INPUT = 1e3        # standardised inputs beyond this are named in a failure's hint
+ON_FAILURE = ('raise', 'nan')
+
+
+class EstimationError(RuntimeError, FloatingPointError):
+  """``estimate_mi`` produced no trustworthy estimate (diverged, unresolved, absurd).
+
+  Attributes:
+    reason: why, in words.
+    bound: the training bound.
+    eval_bound: the bound of the held-out estimate.
+    value: the estimate that would have been reported without the guards (the
+      largest finite held-out estimate; nan if none).
+    result: the ``MIEstimate`` with ``failed=True`` (its curves show what
+      happened).
+  """
+
+  def __init__(self, reason: str, *, bound: str, eval_bound: str, value: float,
+               result: 'MIEstimate | None' = None):
+    super().__init__(f'estimate_mi failed (bound={bound!r}, eval_bound='
+                     f'{eval_bound!r}, unguarded estimate {value:.6g} nats): '
+                     f'{reason}')
+    self.reason, self.bound, self.eval_bound = reason, bound, eval_bound
+    self.value, self.result = value, result
+
+  def __reduce__(self):   # picklable (keyword-only fields), e.g. across processes
+    return (functools.partial(EstimationError, bound=self.bound,
+                              eval_bound=self.eval_bound, value=self.value,
+                              result=self.result), (self.reason,))
+
+
+class CeilingWarning(UserWarning):
+  """The estimate is close to its bound's ceiling (InfoNCE: log K)."""
+
+
+def ceiling(eval_bound: str, k: int) -> float:
+  """The largest value ``eval_bound``'s estimate can take on K x K scores (inf: none)."""
+  return math.log(k) if eval_bound == 'infonce' else math.inf
 
 
 class MIEstimate(NamedTuple):
@@ -111,6 +204,11 @@ class MIEstimate(NamedTuple):
     batch_size: K used for training and for the held-out batches.
     seconds: wall time of the call (including compilation).
     params: the best parameters: {'critic': ..., 'baseline': ...} pytree.
+    score_curve: (n_evals,) max |score| (and |a(y)|) over the held-out batches
+      at each evaluation: the guard against scores float32 cannot resolve.
+    failed: True when the fit failed and ``on_failure='nan'`` returned this
+      (then ``mi`` and ``stderr`` are nan); False otherwise.
+    reason: why it failed ('' when it did not).
   """
   mi: float
   stderr: float
@@ -128,12 +226,15 @@ class MIEstimate(NamedTuple):
   batch_size: int
   seconds: float
   params: Any
+  score_curve: np.ndarray | None = None
+  failed: bool = False
+  reason: str = ''
 
 
 # ---------------------------------------------------------------- validation --
 
 def _as_samples(a: Any, name: str) -> np.ndarray:
-  """(n,) or (n, d) real array -> float32 (n, d) numpy array."""
+  """(n,) or (n, d) real array -> float64 (n, d) numpy array of finite values."""
   try:
     arr = np.asarray(a)
   except Exception as e:  # pylint: disable=broad-except
@@ -143,7 +244,8 @@ def _as_samples(a: Any, name: str) -> np.ndarray:
                                  or np.issubdtype(arr.dtype, np.integer)
                                  or arr.dtype == bool):
     raise TypeError(f'{name} must hold real numbers, got dtype {arr.dtype}')
-  if arr.ndim == 1:
+  one_d = arr.ndim == 1
+  if one_d:
     arr = arr[:, None]
   if arr.ndim != 2:
     raise ValueError(f'{name} must have shape (n,) or (n, d), got shape '
@@ -151,14 +253,42 @@ def _as_samples(a: Any, name: str) -> np.ndarray:
   if arr.shape[1] < 1:
     raise ValueError(f'{name} must have at least one column, got shape '
                      f'{arr.shape}')
-  arr = arr.astype(np.float32)
+  arr = arr.astype(np.float64)
   bad = ~np.isfinite(arr)
   if bad.any():
     rows = np.flatnonzero(bad.any(axis=1))
+    i = int(rows[0])
+    j = int(np.flatnonzero(bad[i])[0])
     raise ValueError(f'{name} has {int(bad.sum())} non-finite values (nan or '
-                     f'inf) in {rows.size} samples, e.g. row {int(rows[0])}; '
-                     f'drop or impute them first')
+                     f'inf) in {rows.size} samples; the first is '
+                     f'{_index(name, i, j, one_d)} = {arr[i, j]}; drop or impute '
+                     f'them first')
   return arr
+
+
+def _index(name: str, i: int, j: int, one_d: bool) -> str:
+  return f'{name}[{i}]' if one_d else f'{name}[{i}, {j}]'
+
+
+def _check_float32_range(arr: np.ndarray, name: str, what: str,
+                         rows: np.ndarray | None = None) -> None:
+  """Raises a ValueError naming the first value of ``arr`` beyond float32's range.
+
+  Args:
+    arr: (n, d) float64 values.
+    name: the array's name in the message.
+    what: what the values are, and what to do about them (ends the message).
+    rows: the original row index of each row of ``arr`` (default: its own).
+  """
+  big = np.abs(arr) > np.finfo(np.float32).max
+  if big.any():
+    i = int(np.flatnonzero(big.any(axis=1))[0])
+    j = int(np.flatnonzero(big[i])[0])
+    row = i if rows is None else int(rows[i])
+    raise ValueError(
+        f'{name} has {int(big.sum())} values beyond float32\'s range (|v| > '
+        f'{np.finfo(np.float32).max:.3g}); the first is {name}[{row}, {j}] = '
+        f'{arr[i, j]:.6g}: {what}')
 
 
 def _check_positive_int(v: Any, name: str) -> int:
@@ -199,11 +329,16 @@ def _standardize(train: np.ndarray, test: np.ndarray,
                  how: str) -> tuple[np.ndarray, np.ndarray]:
   """Per-coordinate monotone maps fitted on the training split (MI-preserving).
 
+  Computed in float64 (inputs: float64), returned in float64; nothing
+  overflows for any finite float64 input.
+
   rank: v -> Phi^{-1}(F_n(v)), F_n the training split's empirical CDF at the
   levels (i + 1/2) / n, linearly interpolated between the sorted training
   values (standard normal margins, whatever the tails; test values outside
-  the training range are clipped to it). zscore: (v - mean) / std. none:
-  unchanged.
+  the training range are clipped to it). zscore: (v - mean) / std, with v
+  first divided by the coordinate's largest training magnitude (no overflow
+  in the squares, whatever the scale); a constant coordinate is centred and
+  not scaled. none: unchanged.
   """
   if how == 'none':
     return train, test
@@ -216,8 +351,11 @@ def _standardize(train: np.ndarray, test: np.ndarray,
       out_train[:, j] = np.interp(train[:, j], srt, levels)
       out_test[:, j] = np.interp(test[:, j], srt, levels)
     return out_train, out_test
+  peak = np.max(np.abs(train), axis=0)
+  peak = np.where(peak > 0, peak, 1.0)
+  train, test = train / peak, test / peak
   center, scale = train.mean(0), train.std(0)
-  scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+  scale = np.where((np.ptp(train, axis=0) > 0) & (scale > 0), scale, 1.0)
   return (train - center) / scale, (test - center) / scale
 
 
@@ -269,6 +407,50 @@ def _held_out_estimate(spec: _Spec, scores: Array, a: Array | None) -> Array:
                         **dict(spec.eval_kwargs))
 
 
+def _usable(est: Any, peak: Any, top: float, eps: float) -> Any:
+  """Whether a held-out evaluation counts (numpy or jax; see "Failures").
+
+  Args:
+    est: the held-out estimate.
+    peak: max |score| (and |a(y)|) over the held-out batches.
+    top: the eval bound's ceiling (inf: none).
+    eps: the scores' machine epsilon.
+  """
+  step = peak * eps
+  return ((abs(est) < math.inf) & (abs(peak) < math.inf)
+          & (step <= SCORE_RESOLUTION)
+          & (est <= top + CEILING_TOLERANCE + step))
+
+
+def _problem(est: float, peak: float, top: float, dtype: Any,
+             eval_bound: str, k: int) -> str:
+  """Why an evaluation is not ``_usable``, in words ('' when it is).
+
+  Args:
+    est: the held-out estimate.
+    peak: max |score| (and |a(y)|) over the held-out batches.
+    top: the eval bound's ceiling (inf: none).
+    dtype: the scores' dtype.
+    eval_bound: the eval bound's name.
+    k: the held-out batch size K.
+  """
+  eps = float(np.finfo(dtype).eps)
+  if not math.isfinite(est):
+    return f'the held-out {eval_bound} estimate is {est}'
+  if not math.isfinite(peak):
+    return f'the held-out scores are not finite (max |f| = {peak})'
+  if peak * eps > SCORE_RESOLUTION:
+    return (f'the held-out scores reach |f| = {peak:.3g}, where {np.dtype(dtype).name} '
+            f'rounds them in steps of {peak * eps:.3g} nats (> SCORE_RESOLUTION = '
+            f'{SCORE_RESOLUTION}), so the estimate {est:.6g} is rounding noise'
+            + (' (the + log K term and the differences f_ii - f_ij are lost)'
+               if eval_bound == 'infonce' else ''))
+  if not est <= top + CEILING_TOLERANCE + peak * eps:
+    return (f'the held-out {eval_bound} estimate {est:.6g} exceeds its ceiling '
+            f'log K = log {k} = {top:.6g} nats')
+  return ''
+
+
 @functools.partial(jax.jit, static_argnames=('spec', 'mesh'))
 def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
          y_test: Array, spec: _Spec, mesh):
@@ -295,11 +477,14 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
   def held_out(p):
     def one(batch):
       scores, a = model.apply(p, *parallel.shard_batch(batch, mesh))
-      return _held_out_estimate(spec, scores, a)
-    values = jax.lax.map(one, (xt, yt))
+      peak = jnp.max(jnp.abs(scores))
+      if a is not None:
+        peak = jnp.maximum(peak, jnp.max(jnp.abs(a)))
+      return _held_out_estimate(spec, scores, a), peak
+    values, peaks = jax.lax.map(one, (xt, yt))
     mean = jnp.mean(values)
     se = jnp.std(values, ddof=1) / jnp.sqrt(nb) if nb > 1 else jnp.nan
-    return mean, se
+    return mean, se, jnp.max(peaks)
 
   def objective(p, xb, yb, ms):
     scores, a = model.apply(p, xb, yb)
@@ -329,7 +514,9 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
       best_params=params, best=jnp.full((), -jnp.inf), best_se=jnp.full((), jnp.nan),
       best_chunk=jnp.zeros((), jnp.int32), bad=jnp.zeros((), jnp.int32),
       train_curve=jnp.full((n_steps,), jnp.nan),
-      test_curve=jnp.full((spec.num_chunks,), jnp.nan))
+      test_curve=jnp.full((spec.num_chunks,), jnp.nan),
+      score_curve=jnp.full((spec.num_chunks,), jnp.nan))
+  top = ceiling(spec.eval_bound, ke)
 
   def cond(s):
     return (s['chunk'] < spec.num_chunks) & (s['bad'] < spec.patience)
@@ -339,8 +526,8 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
     steps = c * spec.chunk + jnp.arange(spec.chunk)
     (p, o, ms, perm), values = jax.lax.scan(
         train_step, (s['params'], s['opt'], s['state'], s['perm']), steps)
-    est, se = held_out(p)
-    better = est > s['best']
+    est, se, peak = held_out(p)
+    better = _usable(est, peak, top, jnp.finfo(peak.dtype).eps) & (est > s['best'])
     pick = lambda new, old: jax.tree.map(  # pylint: disable=g-long-lambda
         lambda a, b: jnp.where(better, a, b), new, old)
     return dict(
@@ -352,12 +539,14 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
         bad=jnp.where(better, 0, s['bad'] + 1),
         train_curve=jax.lax.dynamic_update_slice(
             s['train_curve'], values, (c * spec.chunk,)),
-        test_curve=s['test_curve'].at[c].set(est))
+        test_curve=s['test_curve'].at[c].set(est),
+        score_curve=s['score_curve'].at[c].set(peak))
 
   out = jax.lax.while_loop(cond, body, init)
   return dict(params=out['best_params'], mi=out['best'], stderr=out['best_se'],
               best_chunk=out['best_chunk'], chunks=out['chunk'],
-              train_curve=out['train_curve'], test_curve=out['test_curve'])
+              train_curve=out['train_curve'], test_curve=out['test_curve'],
+              score_curve=out['score_curve'])
 
 
 # ---------------------------------------------------------------- public API --
@@ -371,7 +560,7 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
                 learning_rate: float = 3e-3, eval_every: int = 100,
                 patience: int = 5, test_fraction: float = 0.5,
                 standardize: str = 'rank', seed: int = 0,
-                mesh=None) -> MIEstimate:
+                mesh=None, on_failure: str = 'raise') -> MIEstimate:
   """Estimates I(X; Y) in nats by training a critic on a variational bound.
 
   Args:
@@ -403,21 +592,40 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
     standardize: per-coordinate monotone map fitted on the training split
       (MI is invariant to such maps): 'rank' (standard normal margins from
       the empirical CDF; robust to heavy tails and to marginal distortions),
-      'zscore' or 'none'.
+      'zscore' (computed in float64, overflow-free at any scale) or 'none'
+      (the samples as they are, in float32).
     seed: seed of the split, the initialisation and the batches.
     mesh: the ``'data'`` device mesh whose devices share every batch
       (default: all devices, ``parallel.make_mesh()``); the result does not
       depend on it beyond floating-point rounding.
+    on_failure: what a failed fit does (module docstring, "Failures": no
+      usable held-out evaluation, training diverged before the reported
+      evaluation, or a best estimate below ``FLOOR``): 'raise' (default) an
+      ``EstimationError``; 'nan': warn and return an ``MIEstimate`` with
+      ``mi`` = ``stderr`` = nan, ``failed=True`` and the ``reason``.
 
   Returns:
     An ``MIEstimate``: ``mi`` and ``stderr`` (held-out, nats), the curves and
-    the best parameters.
+    the best parameters; ``failed`` is False unless ``on_failure='nan'`` and
+    the fit failed.
 
   Raises:
     TypeError: non-numeric samples or a non-str name.
-    ValueError: mismatched sample counts, non-finite samples, too few samples,
-      bad shapes, an unknown bound / critic / eval_bound (the message lists
-      the valid names) or a bad hyperparameter.
+    ValueError: mismatched sample counts, non-finite samples (naming the
+      first), samples beyond float32's range with ``standardize='none'``, too
+      few samples, bad shapes, an unknown bound / critic / eval_bound /
+      standardize / on_failure (the message lists the valid names) or a bad
+      hyperparameter.
+    EstimationError: the fit failed (with ``on_failure='raise'``): training
+      diverged, the scores outgrew float32's resolution, or the estimate is
+      absurd (beyond the bound's ceiling, or below ``FLOOR``). Also a
+      ``FloatingPointError``.
+
+  Warns:
+    CeilingWarning: the estimate is within ``NEAR_CEILING`` of its bound's
+      ceiling (InfoNCE: log K); the true MI may be much larger.
+    RuntimeWarning: training diverged after the reported evaluation, or some
+      evaluations were unusable; or (``on_failure='nan'``) the fit failed.
   """
   t0 = time.perf_counter()
   train_spec = bounds.get(bound)
@@ -443,11 +651,17 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
     raise ValueError(f'learning_rate must be a finite number > 0, got '
                      f'{learning_rate!r}')
   registry.lookup({s: s for s in STANDARDIZATIONS}, standardize, 'standardize')
+  registry.lookup({s: s for s in ON_FAILURE}, on_failure, 'on_failure')
   if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
     raise ValueError(f'test_fraction must lie in (0, 1), got {test_fraction!r}')
 
   x = _as_samples(x, 'x')
   y = _as_samples(y, 'y')
+  if standardize == 'none':
+    for arr, name in ((x, 'x'), (y, 'y')):
+      _check_float32_range(arr, name, "standardize='none' gives the samples to "
+                           "the critic unchanged, in float32; use standardize="
+                           "'rank' or 'zscore'")
   if x.shape[0] != y.shape[0]:
     raise ValueError(f'x and y must hold the same number of samples (rows), '
                      f'got x: {x.shape} and y: {y.shape}')
@@ -468,6 +682,15 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
   y_train, y_test = y[:n_train], y[n_train:]
   x_train, x_test = _standardize(x_train, x_test, standardize)
   y_train, y_test = _standardize(y_train, y_test, standardize)
+  for arr, name, rows in ((x_test, 'x', order[n_train:]),
+                          (y_test, 'y', order[n_train:])):
+    _check_float32_range(arr, name, f'standardize={standardize!r} (fitted on '
+                         'the training split) maps a test sample beyond '
+                         "float32's range; use standardize='rank'", rows)
+  input_peak = float(max(np.max(np.abs(a)) for a in
+                         (x_train, x_test, y_train, y_test)))
+  x_train, x_test, y_train, y_test = (
+      a.astype(np.float32) for a in (x_train, x_test, y_train, y_test))
 
   k = min(batch_size, n_train)
   ke = min(batch_size, n_test)
@@ -485,17 +708,94 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
   out = jax.device_get(_fit(key_fit, *arrays, spec, mesh))
   chunks = int(out['chunks'])
   steps_run = chunks * chunk
-  mi = float(out['mi'])
-  if not math.isfinite(mi):
-    raise FloatingPointError(
-        f'estimate_mi: the held-out {eval_bound} estimate is not finite '
-        f'({mi}); training with bound={bound!r} diverged — try a smaller '
-        f'learning_rate or another bound')
-  return MIEstimate(
-      mi=mi, stderr=float(out['stderr']), bound=bound, eval_bound=eval_bound,
-      critic=critic, train_curve=np.asarray(out['train_curve'][:steps_run]),
+  result = MIEstimate(
+      mi=float(out['mi']), stderr=float(out['stderr']), bound=bound,
+      eval_bound=eval_bound, critic=critic,
+      train_curve=np.asarray(out['train_curve'][:steps_run]),
       eval_steps=chunk * np.arange(1, chunks + 1),
       test_curve=np.asarray(out['test_curve'][:chunks]),
       best_step=chunk * (int(out['best_chunk']) + 1), steps_run=steps_run,
       stopped_early=chunks < spec.num_chunks, n_train=n_train, n_test=n_test,
-      batch_size=k, seconds=time.perf_counter() - t0, params=out['params'])
+      batch_size=k, seconds=time.perf_counter() - t0, params=out['params'],
+      score_curve=np.asarray(out['score_curve'][:chunks]))
+  if standardize != 'rank' and input_peak > _LARGE_INPUT:
+    hint = (f"The critic's inputs reach |v| = {input_peak:.3g} with standardize="
+            f"{standardize!r}: use standardize='rank'.")
+  else:
+    hint = (f'Try a smaller learning_rate (now {learning_rate:g}) or another '
+            f'bound.')
+  reason, warns = _diagnose(result, ke, hint)
+  if not reason:
+    for message, category in warns:
+      warnings.warn(message, category, stacklevel=2)
+    return result
+  finite = result.test_curve[~np.isnan(result.test_curve)]
+  value = float(finite.max()) if finite.size else math.nan
+  failed = result._replace(mi=math.nan, stderr=math.nan, failed=True,
+                           reason=reason)
+  if on_failure == 'raise':
+    raise EstimationError(reason, bound=bound, eval_bound=eval_bound,
+                          value=value, result=failed)
+  warnings.warn(f'estimate_mi failed (bound={bound!r}, eval_bound='
+                f'{eval_bound!r}, unguarded estimate {value:.6g} nats): '
+                f"{reason}; returning nan (on_failure='nan')", RuntimeWarning,
+                stacklevel=2)
+  return failed
+
+
+def _diagnose(r: MIEstimate, k: int, hint: str
+              ) -> tuple[str, list[tuple[str, type[Warning]]]]:
+  """(why the fit failed or '', the warnings to issue if it did not).
+
+  Args:
+    r: the unguarded result (``mi`` = -inf when no evaluation was usable).
+    k: the held-out batch size K.
+    hint: what to try, appended to a failure's reason.
+  """
+  top = ceiling(r.eval_bound, k)
+  problems = [_problem(float(e), float(p), top, r.score_curve.dtype,
+                       r.eval_bound, k)
+              for e, p in zip(r.test_curve, r.score_curve)]
+  unusable = [i for i, p in enumerate(problems) if p]
+  bad = np.flatnonzero(~np.isfinite(r.train_curve))
+  diverged = ''
+  if bad.size:
+    diverged = (f'the training bound {r.bound} became {r.train_curve[bad[0]]} at '
+                f'step {int(bad[0]) + 1}')
+  n = len(problems)
+  if not math.isfinite(r.mi):
+    first, last = unusable[0], unusable[-1]
+    reason = (f'none of the {n} held-out evaluations was usable; after '
+              f'{r.eval_steps[first]} steps {problems[first]}')
+    if last != first and problems[last] != problems[first]:
+      reason += f'; after {r.eval_steps[last]} steps {problems[last]}'
+    if diverged:
+      reason += f'; {diverged}'
+    return f'{reason}. {hint}', []
+  if bad.size and bad[0] < r.best_step:
+    return (f'training diverged before the reported evaluation (after '
+            f'{r.best_step} steps): {diverged}. {hint}'), []
+  if r.mi < FLOOR:
+    return (f'the best held-out estimate {r.mi:.6g} nats is below FLOOR = '
+            f'{FLOOR} nat, while a constant critic scores 0: training diverged '
+            f'or failed. {hint}'), []
+  warns = []
+  if math.isfinite(top) and r.mi >= (1.0 - NEAR_CEILING) * top:
+    warns.append((
+        f'the {r.eval_bound} estimate {r.mi:.4f} nats (bound={r.bound!r}) is '
+        f'within {NEAR_CEILING:.0%} of its ceiling log K = log {k} = {top:.4f} '
+        f'nats: the true MI may be much larger; use a larger batch_size (K = '
+        f'{k}) or a bound without this ceiling (nwj, dv, smile, mine)',
+        CeilingWarning))
+  if unusable or diverged:
+    parts = []
+    if unusable:
+      i = unusable[0]
+      parts.append(f'{len(unusable)} of {n} held-out evaluations were unusable '
+                   f'(after {r.eval_steps[i]} steps {problems[i]})')
+    if diverged:
+      parts.append(diverged)
+    warns.append((f'{"; ".join(parts)}; the estimate is the best usable '
+                  f'evaluation, after {r.best_step} steps. {hint}',
+                  RuntimeWarning))
+  return '', warns

@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from infomax_jax import bounds, estimate
+from infomax_jax import bounds
 from infomax_jax import distributions as D
+from infomax_jax import estimate
 from infomax_jax.estimate import estimate_mi
 
 
