@@ -47,6 +47,8 @@ from infomax_jax.bounds import smile
 from infomax_jax.bounds import tuba
 from infomax_jax.critics import make_critic
 from infomax_jax.encoders import make_encoder
+from infomax_jax.estimate import CeilingWarning
+from infomax_jax.estimate import EstimationError
 from infomax_jax.estimate import MIEstimate
 from infomax_jax.estimate import estimate_mi
 from infomax_jax.flows import RealNVP

@@ -192,6 +192,7 @@ def test_oracle_conditional_term_saturates_at_log_k():
   assert est.sum(1).mean() > math.log(16) + 2.0
 
 
+@pytest.mark.slow
 def test_resampled_negatives_match_oracle_when_weights_are_informative():
   # I(x'; y) = 0.5 nats: p(y | x') is close to p(y), self-normalised importance
   # sampling from K - 1 in-batch candidates is accurate, and the conditional
@@ -300,6 +301,7 @@ def test_importance_resample_validation_and_no_gradient():
 
 # ----------------------------------------------------------- pair critics --
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['separable', 'concat'])
 def test_pair_critic_broadcasting_matches_explicit_pairs(name):
   critic = demi.make_pair_critic(name, hidden=(16, 16))
@@ -320,6 +322,7 @@ def test_pair_critic_broadcasting_matches_explicit_pairs(name):
     demi.make_pair_critic('bilinear')
 
 
+@pytest.mark.slow
 def test_trained_chain_gradients_stay_in_their_term():
   # With resampled negatives the weights come from critic 1 under stop_gradient:
   # term 2 must not train critic 1.

@@ -28,6 +28,7 @@ def test_dim_encoder_shapes(shape):
   assert out['fc'].shape == (3, 1024) and out['y'].shape == (3, 64)
 
 
+@pytest.mark.slow
 def test_dim_encoder_pads_to_input_size():
   # An image smaller than input_size equals the same image zero-padded by hand
   # (12 -> 16 here; MNIST's 28 -> 32 the same way).
@@ -43,6 +44,7 @@ def test_dim_encoder_pads_to_input_size():
                              rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dim_encoder_batch_norm_state():
   enc = encoders.DIMEncoder(channels=(4, 8, 8), fc_units=8, features=4,
                             input_size=16)
@@ -112,6 +114,7 @@ def _small_model(alpha=0.0, beta=1.0):
                          use_local=bool(beta))
 
 
+@pytest.mark.slow
 def test_model_scores_are_pairwise():
   # s[i, j, l] = <phi(C_l(x_i)), psi(Y_j)>: permuting the batch permutes the
   # rows and columns (with a per-example norm no example sees another).
@@ -130,6 +133,7 @@ def test_model_scores_are_pairwise():
                              out['global_scores'][perm][:, perm], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_local_infonce_is_mean_over_locations():
   scores = jax.random.normal(jax.random.PRNGKey(3), (5, 5, 4))
   per_loc = [bounds.infonce(scores[:, :, l]) for l in range(4)]
@@ -190,6 +194,7 @@ def test_wasserstein_to_uniform_quadrature():
                              expected, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_energy_distance_closed_form():
   # All of X at 0 against the midpoint grid V_k = (k + 1/2)/m of [0, 1]:
   # E|X - V| = 1/2 exactly, E|X - X'| = 0, and the U-statistic over k != l
@@ -235,6 +240,7 @@ def _state(model, disc, tx, key=0):
                           key=jax.random.PRNGKey(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('penalty', [0.0, 10.0])
 def test_update_each_player_minimises_its_own_loss(penalty):
   # With SGD at rate 1 the update is minus the gradient: check each player's
@@ -305,6 +311,7 @@ def _only(player, rate):
                  for k, v in p.items()})
 
 
+@pytest.mark.slow
 def test_prior_term_moves_y_toward_what_d_calls_prior():
   # 1) Train D alone: it learns to tell sigma(Y) from U[0,1]^d. 2) Train the
   # encoder alone on the prior term: D's logits on sigma(Y) rise and D
@@ -352,6 +359,7 @@ class _Generator(nn.Module):
     return {'local': x[..., None], 'y': y}
 
 
+@pytest.mark.slow
 def test_prior_game_with_r1_moves_y_toward_the_prior():
   # The whole simultaneous game of make_update (both players, one optimiser,
   # R1 on D), MI term switched off: sigma(Y) must end much nearer U[0,1]^8
@@ -390,6 +398,7 @@ def test_config_errors():
     dim.make_model(_config(gamma=-1.0))
 
 
+@pytest.mark.slow
 def test_encode_features_batches():
   model = _small_model()
   disc = dim.PriorDiscriminator((4,))

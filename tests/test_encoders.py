@@ -14,6 +14,7 @@ def _normal(shape, seed=0):
   return jax.random.normal(jax.random.key(seed), shape)
 
 
+@pytest.mark.slow
 def test_mlp_shapes_and_final_activation():
   x = _normal((4, 12))
   model = encoders.MLP(features=(16, 8, 5))
@@ -67,6 +68,7 @@ def test_residual_mlp_wrong_width_raises():
     model.init(jax.random.key(0), jnp.zeros((4, 19)))
 
 
+@pytest.mark.slow
 def test_convnet_flat_and_image_inputs():
   x = _normal((2, 392))
   model = encoders.ConvNet()

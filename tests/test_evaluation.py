@@ -39,6 +39,7 @@ def test_linear_probe_separable_and_deterministic():
   assert evaluation.linear_probe(*_xor())['accuracy'] < 0.75
 
 
+@pytest.mark.slow
 def test_mlp_probe_solves_xor():
   result = evaluation.mlp_probe(*_xor(), hidden_size=32, steps=200)
   assert result['accuracy'] >= 0.97 and result['train_accuracy'] >= 0.97
@@ -78,6 +79,7 @@ def test_bad_inputs():
     evaluation.mlp_probe(x, y, tx, ty, hidden_size=0)
 
 
+@pytest.mark.slow
 def test_mnist_top_half_pixel_baseline_matches_sklearn(mnist_dir):
   """Paper setting: LogisticRegression(C=10) after MinMaxScaler, full data."""
   linear_model = pytest.importorskip('sklearn.linear_model')
@@ -112,6 +114,7 @@ def test_mnist_top_half_pixel_baseline_matches_sklearn(mnist_dir):
   assert 0.83 <= noisy['accuracy'] <= 0.85
 
 
+@pytest.mark.slow
 def test_distances_to_uniform_against_itself_and_a_point_mass():
   kwargs = dict(hidden_size=32, steps=300, batch_size=256, learning_rate=1e-3)
   # Uniform samples against the uniform: W1 ~ 0, energy ~ 0, C2ST at chance.

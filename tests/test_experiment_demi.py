@@ -88,6 +88,7 @@ def test_demi_tiny_run(tmp_path):
   _assert_png(tmp_path / 'demi_terms.png')
 
 
+@pytest.mark.slow
 def test_chain_bilinear_broadcasts_like_a_pair_critic():
   model = demi_mnist.ChainBilinear((8, 4), num_terms=2)
   kx, ky, ki = jax.random.split(jax.random.PRNGKey(0), 3)

@@ -16,6 +16,7 @@ def _rows(workdir):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_dim_tiny_mnist_writes_table_and_resumes(mnist_dir, tmp_path):
   config = dim_config.get_config('tiny')
   config.data_dir = str(mnist_dir)
@@ -53,6 +54,7 @@ def test_dim_tiny_mnist_writes_table_and_resumes(mnist_dir, tmp_path):
   assert not (tmp_path / 'mnist' / 'L_dv').exists()
 
 
+@pytest.mark.slow
 def test_dim_cifar10_through_mocked_tfds(tmp_path):
   import tensorflow_datasets as tfds  # a core dependency: no skip in CI
   config = dim_config.get_config('tiny')

@@ -31,6 +31,7 @@ def _fake_fit(calls, estimates):
   return fit
 
 
+@pytest.mark.slow
 def test_resume_shards_and_tables(tmp_path, monkeypatch):
   calls = []
   monkeypatch.setattr(experiment, 'estimate_mi',

@@ -9,6 +9,7 @@ from experiments.configs import prior_game as prior_game_config
 from infomax_jax import runs
 
 
+@pytest.mark.slow
 def test_prior_game_tiny_writes_summary(tmp_path):
   config = prior_game_config.get_config('tiny')
   summary = prior_game.run(config, str(tmp_path))

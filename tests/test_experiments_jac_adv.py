@@ -35,6 +35,7 @@ def test_unknown_variant_raises(module):
     module.get_config('fast')
 
 
+@pytest.mark.slow
 def test_conditioning_tiny_writes_percentiles_and_plot(tmp_path, mnist_dir, monkeypatch):
   config = conditioning_config.get_config('tiny')
   config.data_dir = str(mnist_dir)
@@ -52,6 +53,7 @@ def test_conditioning_tiny_writes_percentiles_and_plot(tmp_path, mnist_dir, monk
   assert _is_png(tmp_path / 'conditioning.png')
 
 
+@pytest.mark.slow
 def test_adversarial_tiny_writes_probe_accuracy_and_plot(tmp_path, mnist_dir, monkeypatch):
   config = adversarial_config.get_config('tiny')
   config.data_dir = str(mnist_dir)

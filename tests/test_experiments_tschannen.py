@@ -71,6 +71,7 @@ def test_bad_inputs_raise():
       assert config.eval_every % config.log_every == 0, (module, variant)
 
 
+@pytest.mark.slow
 def test_noniid_tiny_writes_outputs(tmp_path):
   config = noniid_config.get_config('tiny')
   summary = noniid.run(config, str(tmp_path))
@@ -94,6 +95,7 @@ def _is_png(path) -> bool:
     return f.read(8) == b'\x89PNG\r\n\x1a\n'
 
 
+@pytest.mark.slow
 def test_critics_tiny_writes_outputs(tmp_path, mnist_dir):
   config = runs.override(
       critics_config.get_config('tiny'), data_dir=str(mnist_dir),
@@ -108,6 +110,7 @@ def test_critics_tiny_writes_outputs(tmp_path, mnist_dir):
   assert _is_png(tmp_path / 'critics.png')
 
 
+@pytest.mark.slow
 def test_target_mi_tiny_writes_outputs(tmp_path, mnist_dir):
   config = runs.override(
       target_mi_config.get_config('tiny'), data_dir=str(mnist_dir),

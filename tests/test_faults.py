@@ -52,6 +52,7 @@ def _last_step(workdir) -> int:
 # ----------------------------------------------------------------- the lock
 
 
+@pytest.mark.slow
 def test_second_process_is_refused_and_a_dead_holders_lock_is_taken(tmp_path, capsys):
   holder = subprocess.Popen(
       [sys.executable, '-c',
@@ -148,6 +149,7 @@ def _random_bytes(step_dir):
     f.write(np.random.default_rng(0).bytes(min(4096, size)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('corrupt', [_truncate, _garble_metadata, _random_bytes])
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys, corrupt):
   reference = _run(tmp_path / 'ref', 30)
@@ -194,6 +196,7 @@ def test_non_finite_state_is_never_saved(tmp_path):
   ckpt.close()
 
 
+@pytest.mark.slow
 def test_rerun_with_another_config_is_refused(tmp_path):
   _run(tmp_path, 20)
   with pytest.raises(workdir_lib.ConfigMismatch,
@@ -232,6 +235,7 @@ def test_bad_config_value_is_named(field, value, message):
     runs.validate(config)
 
 
+@pytest.mark.slow
 def test_bad_config_is_reported_before_any_data_is_loaded(tmp_path):
   # The data folder does not exist: a run that got as far as loading would
   # fail with FileNotFoundError instead.

@@ -47,6 +47,7 @@ def _inputs(d, batch=8, seed=1):
   return jax.random.normal(jax.random.key(seed), (batch, d))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('coupling', COUPLINGS)
 @pytest.mark.parametrize('num_couplings,d', SHAPES)
 def test_inverse_of_forward_is_identity(coupling, num_couplings, d):
@@ -63,6 +64,7 @@ def test_inverse_of_forward_is_identity(coupling, num_couplings, d):
   np.testing.assert_allclose(y_rec, y, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('coupling', COUPLINGS)
 @pytest.mark.parametrize('num_couplings,d', ((3, 7), (4, 10)))
 def test_log_det_matches_brute_force_jacobian(coupling, num_couplings, d):

@@ -12,6 +12,7 @@ from infomax_jax import graphs
 from tests import graphs_fixtures as fx
 
 
+@pytest.mark.slow
 def test_dgi_objective_is_minus_twice_bce():
   pos, neg = jax.random.normal(jax.random.PRNGKey(3), (2, 50)) * 2.0
   logits = jnp.concatenate([pos, neg])
@@ -26,6 +27,7 @@ def test_dgi_objective_is_minus_twice_bce():
                              expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_dgi_objective_with_a_mask_drops_the_masked_nodes():
   pos, neg = jax.random.normal(jax.random.PRNGKey(5), (2, 8))
   mask = jnp.arange(8) < 5

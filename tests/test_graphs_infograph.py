@@ -8,6 +8,7 @@ from infomax_jax import graphs
 from tests import graphs_fixtures as fx
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('bound', sorted(graphs.MASKED_BOUNDS))
 def test_infograph_masking_matches_loops_and_ignores_padding(bound):
   data = fx.toy_tu_dataset()

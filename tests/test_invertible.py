@@ -4,12 +4,14 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from experiments.configs import invertible as invertible_config
 from infomax_jax import runs
 from infomax_jax import tschannen
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_outputs_and_resumes(mnist_dir, tmp_path):
   config = invertible_config.get_config('tiny')
   config.data_dir = str(mnist_dir)

@@ -40,6 +40,7 @@ def test_nonlinear_map_matches_analytic_jacobian():
   assert jac.shape == (4, 10, 10)
 
 
+@pytest.mark.slow
 def test_realnvp_slogdet_equals_flow_log_det():
   model = flows.RealNVP(num_couplings=3, hidden=(16,), coupling='affine_softplus',
                         init_std=0.3)
@@ -52,6 +53,7 @@ def test_realnvp_slogdet_equals_flow_log_det():
   np.testing.assert_allclose(jnp.linalg.slogdet(jac)[1], log_det, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_chunked_equals_unchunked():
   a = jnp.asarray(_matrix(9, 30.0, seed=4), jnp.float32)
   f = lambda x: jnp.sin(a @ x) + x
@@ -70,6 +72,7 @@ def test_non_square_jacobian():
   np.testing.assert_allclose(s[0], np.linalg.svd(a, compute_uv=False), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_lanczos_matches_exact():
   a = jnp.asarray(_matrix(40, 100.0, seed=5), jnp.float32)
   f = lambda x: jnp.tanh(a @ x)

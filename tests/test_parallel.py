@@ -166,6 +166,7 @@ def _values_and_grads(fn, x, y):
 @pytest.mark.parametrize('k,block_size,names', [
     (7, 3, None), (64, 16, None), (2, 1, ('infonce', 'symmetric', 'dv')),
     (50, 128, ('infonce', 'symmetric', 'dv'))])
+@pytest.mark.slow
 def test_streaming_equals_dense(k, block_size, names):
   x, y = fx.gaussian_pairs(k, k, 6, 0.9)
   dense_form = k == 7         # the block_size=None form of the same functions
@@ -356,6 +357,7 @@ def multidevice(jobs):
   return workdir, outputs, results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', MULTIDEVICE_CHECKS)
 def test_on_8_devices(multidevice, name):
   _, proc, results = multidevice
@@ -366,6 +368,7 @@ def test_on_8_devices(multidevice, name):
     pytest.skip(results[name]['skipped'])
 
 
+@pytest.mark.slow
 def test_checkpoint_from_8_devices_resumes_in_a_1_device_process(multidevice):
   workdir, proc, results = multidevice
   if not results.get('checkpoint_across_device_counts', {}).get('ok'):
@@ -384,6 +387,7 @@ def test_checkpoint_from_8_devices_resumes_in_a_1_device_process(multidevice):
 
 # ----------------------------------------- 2 processes x 4 devices (real) --
 
+@pytest.mark.slow
 def test_two_processes_compute_the_global_infonce(jobs, tmp_path):
   from tests import two_process_worker as worker  # pylint: disable=g-import-not-at-top
   out_dir, job = jobs['two_process']

@@ -53,6 +53,7 @@ def _regression_task(interrupt_at=None):
                     evaluate=evaluate)
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
   full = train.train(_config(), _regression_task(), str(tmp_path / 'full'),
                      verbose=False)   # Adam: its moments are checked too
