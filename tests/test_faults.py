@@ -79,6 +79,30 @@ def test_second_process_is_refused_and_a_dead_holders_lock_is_taken(tmp_path, ca
 
 
 @pytest.mark.slow
+def test_entry_point_refuses_a_locked_workdir_in_one_line(tmp_path):
+  holder = subprocess.Popen(
+      [sys.executable, '-c',
+       'import sys, time; from infomax_jax.runs import workdir as w\n'
+       'with w.lock(sys.argv[1]):\n  print("locked", flush=True); time.sleep(60)',
+       str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+      env={**os.environ, 'PYTHONPATH': ROOT})
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    out = subprocess.run(
+        [sys.executable, '-m', 'experiments.noniid',
+         '--config=experiments/configs/noniid.py:tiny', f'--workdir={tmp_path}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  finally:
+    holder.kill()
+    holder.wait()
+  assert out.returncode == 1
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1, out.stderr
+  assert lines[0].startswith(f'FATAL: {tmp_path} is in use by another run (pid {holder.pid} ')
+  assert lines[0].endswith('wait for it to end or choose another --workdir')
+
+
+@pytest.mark.slow
 def test_two_concurrent_runs_one_refused_no_duplicate_records(tmp_path):
   first, second = _spawn(tmp_path, 30, 2.0), None
   try:
@@ -255,5 +279,5 @@ def test_bad_config_is_reported_before_any_data_is_loaded(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert unknown.returncode == 2
   assert unknown.stderr.strip().splitlines() == [
-      "FATAL: bad flag (the config has no field \"'nope'\") in: "
+      "FATAL: bad flag (the config has no field 'nope') in: "
       '--config=experiments/configs/invertible.py:tiny --config.nope=1']

@@ -16,6 +16,7 @@ from infomax_jax.runs import plots
 from infomax_jax.runs import workdir
 from infomax_jax.runs import tables
 from infomax_jax.runs.cli import main, quiet_orbax
+from infomax_jax.runs.checkpoints import CheckpointError
 from infomax_jax.runs.checkpoints import Checkpoints
 from infomax_jax.runs.config import override, run_dir, to_json, validate
 from infomax_jax.runs.metrics import (MetricWriter, Progress, check_finite,

@@ -24,6 +24,14 @@ import orbax.checkpoint as ocp
 PyTree = Any
 
 
+def _reason(error: Exception) -> str:
+  """The first line of an error, without tensorstore's pointer to more detail."""
+  text = str(error).strip()
+  if not text:
+    return type(error).__name__
+  return text.splitlines()[0].split(' See full TensorStore details')[0][:200]
+
+
 def checksum(state: PyTree) -> str:
   """SHA-256 over the bytes, shapes and dtypes of every leaf (host copies)."""
   digest = hashlib.sha256()
@@ -48,6 +56,10 @@ def non_finite_leaf(state: PyTree) -> Optional[str]:
     if not ok:
       return jax.tree_util.keystr(path)
   return None
+
+
+class CheckpointError(RuntimeError):
+  """Checkpoints exist but none of them can be restored."""
 
 
 class Checkpoints:
@@ -131,7 +143,7 @@ class Checkpoints:
         state = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
         self._check(step, state)
       except Exception as e:   # orbax/tensorstore raise many types here
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        reason = _reason(e)
         failures.append(f'step {step}: {reason}')
         log(f'warning: the checkpoint at step {step} in {self.directory} is '
             f'unusable ({reason}); trying the previous one', flush=True)
@@ -144,7 +156,7 @@ class Checkpoints:
       return step, state
     if not steps:
       return None, None
-    raise RuntimeError(
+    raise CheckpointError(
         f'no usable checkpoint in {self.directory}: ' + '; '.join(failures) +
         '. The run cannot resume from it; move the folder away (or choose '
         'another --workdir) to start the run again from step 0.')

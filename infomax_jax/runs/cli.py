@@ -23,7 +23,11 @@ from absl import logging
 from ml_collections import config_flags
 
 from infomax_jax.runs.config import validate
-from infomax_jax.runs.workdir import allow_changes, lock
+from infomax_jax.runs.checkpoints import CheckpointError
+from infomax_jax.runs.workdir import ConfigMismatch
+from infomax_jax.runs.workdir import WorkdirLocked
+from infomax_jax.runs.workdir import allow_changes
+from infomax_jax.runs.workdir import lock
 
 
 class _BelowWarningFrom(std_logging.Filter):
@@ -73,8 +77,13 @@ def main(run: Callable[[Any, str], Any], file: str) -> None:
     except ValueError as e:
       raise app.UsageError(str(e)) from None
     allow_changes(allow.value)
-    with lock(workdir.value):
-      run(config.value, workdir.value)
+    try:
+      with lock(workdir.value):
+        run(config.value, workdir.value)
+    except (WorkdirLocked, ConfigMismatch, CheckpointError) as e:
+      # The run's folder is in use or cannot be resumed: say so, no traceback.
+      print(f'FATAL: {e}', file=sys.stderr)
+      sys.exit(1)
 
   app.run(_main, flags_parser=_parse_flags)
 
@@ -87,7 +96,8 @@ def _parse_flags(argv):
     raise
   except Exception as e:   # e.g. --config.nope=1: KeyError/AttributeError
     if isinstance(e, (KeyError, AttributeError)) and e.args:
-      message = f'the config has no field {e.args[0]}'
+      field = str(e.args[0]).strip('\'"')
+      message = f"the config has no field '{field}'"
     else:
       message = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
     print(f'FATAL: bad flag ({message}) in: {" ".join(argv[1:])}', file=sys.stderr)
