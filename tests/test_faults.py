@@ -235,6 +235,11 @@ def test_rerun_with_another_config_is_refused(tmp_path):
     workdir_lib._allowed.clear()
   with open(tmp_path / 'config.json') as f:
     assert json.load(f)['learning_rate'] == 0.01
+  # The entry point asks the same question before loading any data.
+  workdir_lib.check_config(str(tmp_path), fault_worker.config(30, learning_rate=0.01))
+  with pytest.raises(workdir_lib.ConfigMismatch, match='seed: 0 -> 2'):
+    workdir_lib.check_config(str(tmp_path), fault_worker.config(30, seed=2,
+                                                                 learning_rate=0.01))
 
 
 @pytest.mark.parametrize('field, value, message', [

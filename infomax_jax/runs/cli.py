@@ -27,6 +27,7 @@ from infomax_jax.runs.checkpoints import CheckpointError
 from infomax_jax.runs.workdir import ConfigMismatch
 from infomax_jax.runs.workdir import WorkdirLocked
 from infomax_jax.runs.workdir import allow_changes
+from infomax_jax.runs.workdir import check_config
 from infomax_jax.runs.workdir import lock
 
 
@@ -79,6 +80,7 @@ def main(run: Callable[[Any, str], Any], file: str) -> None:
     allow_changes(allow.value)
     try:
       with lock(workdir.value):
+        check_config(workdir.value, config.value)
         run(config.value, workdir.value)
     except (WorkdirLocked, ConfigMismatch, CheckpointError) as e:
       # The run's folder is in use or cannot be resumed: say so, no traceback.

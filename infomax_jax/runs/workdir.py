@@ -136,24 +136,39 @@ def config_diff(stored: dict, config: Any) -> list[str]:
   return lines
 
 
+def check_config(workdir: str, config: Any) -> None:
+  """Refuses early (before any data is loaded) a rerun of a run folder that
+  holds checkpoints of another config; writes nothing."""
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  if os.path.isdir(checkpoints) and any(n.isdigit() for n in os.listdir(checkpoints)):
+    _compare(workdir, config)
+
+
+def _compare(workdir: str, config: Any) -> None:
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = json.load(f)
+  diff = config_diff(stored, config)
+  if diff:
+    raise ConfigMismatch(
+        f'{workdir} holds a run started with another config; refusing to '
+        f'resume it with these changes:\n  ' + '\n  '.join(diff) +
+        f'\nUse another --workdir for a new run (or --allow_config_change='
+        f'{",".join(d.split(":")[0].split(".")[0] for d in diff)} if the '
+        'change is intended).')
+
+
 def pin_config(workdir: str, config: Any, resuming: bool) -> None:
   """Writes ``workdir/config.json`` (fresh run) or checks the rerun against it.
 
   Raises:
     ConfigMismatch: resuming with a config that differs in pinned fields.
   """
+  if resuming:
+    _compare(workdir, config)
   path = os.path.join(workdir, CONFIG_FILE)
-  if resuming and os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
-    diff = config_diff(stored, config)
-    if diff:
-      raise ConfigMismatch(
-          f'{workdir} holds a run started with another config; refusing to '
-          f'resume it with these changes:\n  ' + '\n  '.join(diff) +
-          f'\nUse another --workdir for a new run (or --allow_config_change='
-          f'{",".join(d.split(":")[0].split(".")[0] for d in diff)} if the '
-          'change is intended).')
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     json.dump(_plain(config), f, indent=1, sort_keys=True)
