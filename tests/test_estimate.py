@@ -76,9 +76,9 @@ def test_held_out_estimate_is_the_registry_estimate():
   def spec(name):
     entry = bounds.get(name)
     kw = entry.defaults if name != 'interpolated' else {'alpha': 0.3}
-    return estimate._Spec(
+    return estimate.core._Spec(
         bound=name, eval_bound=name, critic='concat', critic_kwargs=(),
-        bound_kwargs=estimate._freeze(kw), eval_kwargs=estimate._freeze(kw),
+        bound_kwargs=estimate.inputs._freeze(kw), eval_kwargs=estimate.inputs._freeze(kw),
         baseline_hidden=None, batch_size=8, eval_batch=8, num_eval_batches=1,
         chunk=1, num_chunks=1, patience=1, learning_rate=1e-3)
 
@@ -86,7 +86,7 @@ def test_held_out_estimate_is_the_registry_estimate():
   # every primitive separately (slow on a shared CPU).
   @jax.jit
   def both(s, b):
-    got = {n: estimate._held_out_estimate(spec(n), s, b) for n in names}
+    got = {n: estimate.core._held_out_estimate(spec(n), s, b) for n in names}
     expected = {n: bounds.get(n)(s, log_baseline=b if bounds.get(n).needs_baseline
                                  else None, state=bounds.get(n).init_state(),
                                  **dict(spec(n).eval_kwargs)).estimate
@@ -108,11 +108,11 @@ def test_invariant_to_affine_rescaling_and_reuses_compilation(gaussian_1d):
   x, y, _ = gaussian_1d
   x, y = x[:600], y[:600]
   a = _small(x, y, seed=3)
-  size = estimate._fit._cache_size()
+  size = estimate.core._fit._cache_size()
   b = _small(1e3 * x - 7.0, y / 50.0 + 2.0, seed=3)
   np.testing.assert_allclose(b.mi, a.mi, atol=1e-4)
   c = _small(x, y, seed=4)                    # another seed: same compiled fit
-  assert estimate._fit._cache_size() == size
+  assert estimate.core._fit._cache_size() == size
   assert c.mi != a.mi
 
 

@@ -70,7 +70,7 @@ def _old_standardize(train, test, how):
     return train, test
   if how == 'rank':
     n = train.shape[0]
-    levels = estimate._normal_ppf((np.arange(n) + 0.5) / n).astype(np.float32)
+    levels = estimate.inputs._normal_ppf((np.arange(n) + 0.5) / n).astype(np.float32)
     out_train, out_test = np.empty_like(train), np.empty_like(test)
     for j in range(train.shape[1]):
       srt = np.sort(train[:, j])
@@ -83,7 +83,7 @@ def _old_standardize(train, test, how):
 
 
 def _new(train, test, how):
-  out = estimate._standardize(train.astype(np.float64), test.astype(np.float64), how)
+  out = estimate.inputs._standardize(train.astype(np.float64), test.astype(np.float64), how)
   return tuple(a.astype(np.float32) for a in out)
 
 
@@ -104,7 +104,7 @@ def test_standardisation_is_overflow_free_and_unchanged_on_normal_data():
     warnings.simplefilter('error')         # no overflow on the way
     ref = _new(train, test, 'zscore')
     for scale, dtype in ((1e30, np.float32), (1e300, np.float64), (1e-300, np.float64)):
-      got = estimate._standardize(
+      got = estimate.inputs._standardize(
           (train.astype(dtype) * dtype(scale)).astype(np.float64),
           (test.astype(dtype) * dtype(scale)).astype(np.float64), 'zscore')
       for g, r in zip(got, ref):
@@ -115,7 +115,7 @@ def test_standardisation_is_overflow_free_and_unchanged_on_normal_data():
   # A constant column is centred, not scaled (test values keep their offsets).
   const_train = np.full((300, 1), 1e30)
   const_test = np.array([[1e30], [1e30 + 1e16]])
-  out_train, out_test = estimate._standardize(const_train, const_test, 'zscore')
+  out_train, out_test = estimate.inputs._standardize(const_train, const_test, 'zscore')
   np.testing.assert_array_equal(out_train, 0.0)
   np.testing.assert_allclose(out_test[:, 0], [0.0, 1e-14], atol=1e-15)
 
@@ -212,43 +212,43 @@ def test_diagnosis_of_absurd_and_diverged_fits():
            (top + 0.01, 10.0, False), (1.0, 1e5, True), (1.0, 1e6, False),
            (math.nan, 1.0, False), (-math.inf, 1.0, False), (1.0, math.inf, False)]
   for est, peak, usable in cases:
-    assert bool(estimate._usable(est, peak, top, eps)) == usable, (est, peak)
-    assert bool(estimate._usable(jnp.float32(est), jnp.float32(peak), top, eps)) == usable
-    problem = estimate._problem(est, peak, top, np.float32, 'infonce', 16)
+    assert bool(estimate.guards._usable(est, peak, top, eps)) == usable, (est, peak)
+    assert bool(estimate.guards._usable(jnp.float32(est), jnp.float32(peak), top, eps)) == usable
+    problem = estimate.guards._problem(est, peak, top, np.float32, 'infonce', 16)
     assert (problem == '') == usable, (est, peak, problem)
-  assert 'exceeds its ceiling log K = log 16' in estimate._problem(
+  assert 'exceeds its ceiling log K = log 16' in estimate.guards._problem(
       top + 0.01, 10.0, top, np.float32, 'infonce', 16)
 
   # Beyond the ceiling everywhere: no usable evaluation, a failure.
   r = _result([top + 0.5, top + 0.3], [10.0, 10.0], mi=-math.inf)
-  reason, warns = estimate._diagnose(r, 16, 'Hint.')
+  reason, warns = estimate.guards._diagnose(r, 16, 'Hint.')
   assert 'none of the 2 held-out evaluations was usable' in reason and not warns
   assert 'exceeds its ceiling' in reason and reason.endswith('Hint.')
   # Below the floor: a failure (a constant critic scores 0).
   r = _result([-3.0, -2.0], [10.0, 10.0], bound='nwj')
-  reason, _ = estimate._diagnose(r, 16, 'Hint.')
+  reason, _ = estimate.guards._diagnose(r, 16, 'Hint.')
   assert 'below FLOOR = -1.0 nat' in reason
-  assert estimate._diagnose(_result([-0.9, -0.5], [1.0, 1.0], bound='nwj'), 16, '')[0] == ''
+  assert estimate.guards._diagnose(_result([-0.9, -0.5], [1.0, 1.0], bound='nwj'), 16, '')[0] == ''
   # Training diverged before the reported evaluation: a failure ...
   train = np.zeros(30, np.float32)
   train[12] = np.nan                                  # step 13
   r = _result([0.5, 0.6, 0.7], [1.0, 1.0, 1.0], best=2, train_curve=train)
-  reason, _ = estimate._diagnose(r, 16, 'Hint.')
+  reason, _ = estimate.guards._diagnose(r, 16, 'Hint.')
   assert 'training diverged before the reported evaluation (after 30 steps)' in reason
   assert 'became nan at step 13' in reason
   # ... after it: a warning, the estimate (after 10 steps) standing.
   r = _result([0.6, 0.5, math.nan], [1.0, 1.0, math.nan], best=0, train_curve=train)
-  reason, warns = estimate._diagnose(r, 16, 'Hint.')
+  reason, warns = estimate.guards._diagnose(r, 16, 'Hint.')
   assert reason == '' and [w[1] for w in warns] == [RuntimeWarning]
   assert warns[0][0].startswith('1 of 3 held-out evaluations were unusable (after '
                                 '30 steps the held-out infonce estimate is nan)')
   assert 'became nan at step 13' in warns[0][0]
   assert 'the best usable evaluation, after 10 steps' in warns[0][0]
   # Near the ceiling: a CeilingWarning; not for bounds without one.
-  warns = estimate._diagnose(_result([0.96 * top], [1.0]), 16, '')[1]
+  warns = estimate.guards._diagnose(_result([0.96 * top], [1.0]), 16, '')[1]
   assert [w[1] for w in warns] == [CeilingWarning]
-  assert estimate._diagnose(_result([0.94 * top], [1.0]), 16, '')[1] == []
-  assert estimate._diagnose(_result([3.0], [1.0], bound='nwj'), 16, '')[1] == []
+  assert estimate.guards._diagnose(_result([0.94 * top], [1.0]), 16, '')[1] == []
+  assert estimate.guards._diagnose(_result([3.0], [1.0], bound='nwj'), 16, '')[1] == []
 
 
 def test_every_reported_estimate_is_0_at_a_constant_critic():
