@@ -52,14 +52,19 @@ def _last_step(workdir) -> int:
 # ----------------------------------------------------------------- the lock
 
 
-@pytest.mark.slow
-def test_second_process_is_refused_and_a_dead_holders_lock_is_taken(tmp_path, capsys):
-  holder = subprocess.Popen(
+def _hold_lock(workdir) -> subprocess.Popen:
+  """Another process holding ``workdir``'s lock for a minute."""
+  return subprocess.Popen(
       [sys.executable, '-c',
        'import sys, time; from infomax_jax.runs import workdir as w\n'
        'with w.lock(sys.argv[1]):\n  print("locked", flush=True); time.sleep(60)',
-       str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+       str(workdir)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
       env={**os.environ, 'PYTHONPATH': ROOT})
+
+
+@pytest.mark.slow
+def test_second_process_is_refused_and_a_dead_holders_lock_is_taken(tmp_path, capsys):
+  holder = _hold_lock(tmp_path)
   try:
     assert holder.stdout.readline().strip() == 'locked'
     with pytest.raises(workdir_lib.WorkdirLocked, match=f'pid {holder.pid}'):
@@ -80,12 +85,7 @@ def test_second_process_is_refused_and_a_dead_holders_lock_is_taken(tmp_path, ca
 
 @pytest.mark.slow
 def test_entry_point_refuses_a_locked_workdir_in_one_line(tmp_path):
-  holder = subprocess.Popen(
-      [sys.executable, '-c',
-       'import sys, time; from infomax_jax.runs import workdir as w\n'
-       'with w.lock(sys.argv[1]):\n  print("locked", flush=True); time.sleep(60)',
-       str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-      env={**os.environ, 'PYTHONPATH': ROOT})
+  holder = _hold_lock(tmp_path)
   try:
     assert holder.stdout.readline().strip() == 'locked'
     out = subprocess.run(
