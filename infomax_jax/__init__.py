@@ -14,10 +14,13 @@ Modules:
   data           image data (tfds or local files), views.
   evaluation     fixed evaluation keys, linear / MLP probes, W1 / energy / C2ST.
   runs           the run layer: metrics (jsonl + TensorBoard), timing, tables,
-                 plots, the experiments' entry point.
+                 plots, config validation, workdir lock and pinned config,
+                 checksummed checkpoints, the experiments' entry point.
   train          config-driven training loop with checkpoints and exact resume.
   parallel       device mesh and shardings for data-parallel training.
   twoview        two-view (top/bottom half) MI maximization of Tschannen et al.
+  tschannen      the driver of the Tschannen et al. experiments (data, baselines,
+                 runs and grids, figures).
   jacobian       exact and matrix-free Jacobian conditioning.
   estimate       ``estimate_mi``: MI from two arrays of samples.
   distributions  samplers with closed-form MI.
