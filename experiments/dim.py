@@ -81,7 +81,7 @@ def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
   if not (config.num_steps == 0 and 'energy_prior' in last_eval(run_dir)):
     train_lib.train(config, dim_lib.make_task(config, *splits), run_dir)
   last = last_eval(run_dir)
-  seconds = runs.read_timing(run_dir).get('train', {}).get('seconds', 0.0)
+  seconds = runs.seconds(run_dir)
   row = {'dataset': dataset, 'run': name, **describe(config),
          'train_seconds': round(seconds, 1)}
   for field in TABLE_FIELDS:

@@ -135,7 +135,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run_dir = os.path.join(workdir, name)
     train_lib.train(config, make_task(config, sampling, bound), run_dir)
     last = runs.read_metrics(run_dir, 'eval')[-1]
-    wall = runs.read_timing(run_dir).get('train', {}).get('seconds', 0.0)
+    wall = runs.seconds(run_dir)
     summary['runs'][name] = {
         'mi_test': last['mi_test'], 'mi_test_std': last['mi_test_std'],
         'exceeds_true_mi': last['mi_test'] > mi, 'wall_seconds': wall}

@@ -110,7 +110,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run_dir = os.path.join(workdir, name)
     train_lib.train(run_config, make_task(run_config), run_dir)
     records = runs.read_metrics(run_dir, 'eval')
-    seconds = runs.read_timing(run_dir).get('train', {}).get('seconds', 0.0)
+    seconds = runs.seconds(run_dir)
     summary[name] = {'initial': {k: records[0][k] for k in MEASURES},
                      'final': {k: records[-1][k] for k in MEASURES},
                      'wall_seconds': round(seconds, 1)}

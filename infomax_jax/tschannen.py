@@ -73,7 +73,8 @@ def run(config: Config, workdir: str, *, title: str, filename: str,
     **task_kwargs: passed to ``make_task`` (e.g. ``extra_eval``).
   """
   if make_task is twoview.make_task:   # name errors before the data load
-    twoview.make_model(config), twoview.mi_objective(config)
+    twoview.make_model(config)
+    twoview.mi_objective(config)
   train_views, test_views = load_views(config)
   base = baselines(config, train_views, test_views, workdir)
   task = make_task(config, train_views, test_views, baselines=base, **task_kwargs)
@@ -83,7 +84,7 @@ def run(config: Config, workdir: str, *, title: str, filename: str,
     path = figure(workdir, title, filename, log_k=log_k, extra_panels=extra_panels)
   else:
     path = plot(workdir)
-  seconds = runs.read_timing(workdir).get('train', {}).get('seconds', 0.0)
+  seconds = runs.seconds(workdir)
   print(f'wrote {path}; training wall time {seconds / 60:.1f} min', flush=True)
   return state
 
@@ -110,7 +111,7 @@ def run_grid(base: Config, workdir: str, configs: dict[str, Config], *,
     train_lib.train(config, task, run_dir)
     figure(run_dir, f'{name}: {title(config)}', f'{name}.png')
     last = runs.read_metrics(run_dir, 'eval')[-1]
-    wall = runs.read_timing(run_dir).get('train', {}).get('seconds', 0.0)
+    wall = runs.seconds(run_dir)
     summary['runs'][name] = {**last, 'wall_seconds': wall}
     print(f'{name}: {last} ({wall / 60:.1f} min)', flush=True)
   runs.write_text(os.path.join(workdir, 'summary.json'),

@@ -19,7 +19,12 @@ import numpy as np
 from infomax_jax import train
 
 
-def task(sleep: float = 0.0) -> train.Task:
+class Interrupt(Exception):
+  """Raised by the evaluation hook at ``interrupt_at``: a simulated kill."""
+
+
+def task(sleep: float = 0.0, interrupt_at=None) -> train.Task:
+  """Noisy linear regression y = x . (1, 2, 3); evaluates ||w||."""
   w_true = jnp.arange(1.0, 4.0)
   xs = jax.random.normal(jax.random.PRNGKey(1), (256, 3))
 
@@ -33,9 +38,12 @@ def task(sleep: float = 0.0) -> train.Task:
   def loss(params, aux, batch, key):
     err = batch['x'] @ params['w'] - batch['y'] + 0.01 * jax.random.normal(
         key, batch['y'].shape)
-    return jnp.mean(err ** 2), ({}, aux)
+    mse = jnp.mean(err ** 2)
+    return mse, ({'mse': mse}, aux)
 
   def evaluate(params, aux, step):
+    if step == interrupt_at:
+      raise Interrupt()
     time.sleep(sleep)
     return {'w_norm': float(jnp.linalg.norm(params['w']))}
 

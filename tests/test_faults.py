@@ -22,9 +22,7 @@ import pytest
 from infomax_jax import runs
 from infomax_jax import train
 from infomax_jax.runs import workdir as workdir_lib
-
-sys.path.insert(0, os.path.dirname(__file__))
-import fault_worker  # noqa: E402
+from tests import fault_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, 'tests', 'fault_worker.py')

@@ -11,6 +11,7 @@ import pytest
 from infomax_jax import parallel
 from infomax_jax import runs
 from infomax_jax import train
+from tests import fault_worker
 
 
 def _config(**overrides):
@@ -21,39 +22,14 @@ def _config(**overrides):
   return config
 
 
-class _Interrupt(Exception):
-  pass
+_Interrupt = fault_worker.Interrupt
 
 
 def _regression_task(interrupt_at=None):
-  """Noisy linear regression: y = x . w_true; the eval hook can simulate a kill."""
-  w_true = jnp.arange(1.0, 4.0)
-  xs = jax.random.normal(jax.random.PRNGKey(1), (256, 3))
-  data = {'x': xs, 'y': xs @ w_true}
-
-  def init(key):
-    return {'w': 0.1 * jax.random.normal(key, (3,))}, ()
-
-  def sample(data, key):
-    idx = jax.random.choice(key, data['x'].shape[0], (8,), replace=False)
-    return jax.tree.map(lambda a: a[idx], data)
-
-  def loss(params, aux, batch, key):
-    noise = 0.01 * jax.random.normal(key, batch['y'].shape)
-    err = batch['x'] @ params['w'] - batch['y'] + noise
-    mse = jnp.mean(err ** 2)
-    return mse, ({'mse': mse}, aux)
-
-  def evaluate(params, aux, step):
-    if interrupt_at is not None and step == interrupt_at:
-      raise _Interrupt()
-    return {'w_norm': float(jnp.linalg.norm(params['w']))}
-
-  return train.Task(init=init, sample=sample, loss=loss, data=data,
-                    evaluate=evaluate)
+  """Noisy linear regression (``tests/fault_worker.py``); can simulate a kill."""
+  return fault_worker.task(interrupt_at=interrupt_at)
 
 
-@pytest.mark.slow
 def test_resume_is_bit_identical(tmp_path):
   full = train.train(_config(), _regression_task(), str(tmp_path / 'full'),
                      verbose=False)   # Adam: its moments are checked too

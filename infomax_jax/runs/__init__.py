@@ -13,14 +13,27 @@
 """
 
 from infomax_jax.runs import plots
-from infomax_jax.runs import workdir
 from infomax_jax.runs import tables
-from infomax_jax.runs.cli import main, quiet_orbax
+from infomax_jax.runs import workdir
 from infomax_jax.runs.checkpoints import CheckpointError
 from infomax_jax.runs.checkpoints import Checkpoints
-from infomax_jax.runs.config import override, run_dir, to_json, validate
-from infomax_jax.runs.metrics import (MetricWriter, Progress, check_finite,
-                                      read_metrics, series, to_python)
-from infomax_jax.runs.tables import (append_csv, markdown_table, read_csv,
-                                     write_csv, write_text)
-from infomax_jax.runs.timing import add_time, read_timing
+from infomax_jax.runs.cli import main
+from infomax_jax.runs.cli import quiet_orbax
+from infomax_jax.runs.config import override
+from infomax_jax.runs.config import run_dir
+from infomax_jax.runs.config import to_json
+from infomax_jax.runs.config import validate
+from infomax_jax.runs.metrics import MetricWriter
+from infomax_jax.runs.metrics import Progress
+from infomax_jax.runs.metrics import check_finite
+from infomax_jax.runs.metrics import read_metrics
+from infomax_jax.runs.metrics import series
+from infomax_jax.runs.metrics import to_python
+from infomax_jax.runs.tables import append_csv
+from infomax_jax.runs.tables import markdown_table
+from infomax_jax.runs.tables import read_csv
+from infomax_jax.runs.tables import write_csv
+from infomax_jax.runs.tables import write_text
+from infomax_jax.runs.timing import add_time
+from infomax_jax.runs.timing import read_timing
+from infomax_jax.runs.timing import seconds

@@ -17,7 +17,6 @@ import shutil
 from typing import Any, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -32,29 +31,26 @@ def _reason(error: Exception) -> str:
   return text.splitlines()[0].split(' See full TensorStore details')[0][:200]
 
 
-def checksum(state: PyTree) -> str:
-  """SHA-256 over the bytes, shapes and dtypes of every leaf (host copies)."""
+def _host_leaves(state: PyTree) -> list[tuple[str, np.ndarray]]:
+  """(path, host array) of every leaf: one device-to-host copy of the state."""
+  return [(jax.tree_util.keystr(path), np.asarray(leaf)) for path, leaf in
+          jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]]
+
+
+def checksum(leaves: list[tuple[str, np.ndarray]]) -> str:
+  """SHA-256 over the paths, shapes, dtypes and bytes of ``_host_leaves``."""
   digest = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]:
-    array = np.asarray(leaf)
-    digest.update(f'{jax.tree_util.keystr(path)}{array.shape}{array.dtype}'.encode())
+  for path, array in leaves:
+    digest.update(f'{path}{array.shape}{array.dtype}'.encode())
     digest.update(np.ascontiguousarray(array).tobytes())
   return digest.hexdigest()
 
 
-@jax.jit
-def _finite_leaves(state: PyTree) -> PyTree:
-  return jax.tree.map(
-      lambda x: jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact)
-      else jnp.bool_(True), state)
-
-
-def non_finite_leaf(state: PyTree) -> Optional[str]:
+def non_finite_leaf(leaves: list[tuple[str, np.ndarray]]) -> Optional[str]:
   """The path of the first leaf holding a NaN or inf (None if all finite)."""
-  flags = jax.device_get(_finite_leaves(state))
-  for path, ok in jax.tree_util.tree_flatten_with_path(flags)[0]:
-    if not ok:
-      return jax.tree_util.keystr(path)
+  for path, array in leaves:
+    if np.issubdtype(array.dtype, np.inexact) and not np.all(np.isfinite(array)):
+      return path
   return None
 
 
@@ -88,7 +84,8 @@ class Checkpoints:
 
   def save(self, step: int, state: PyTree) -> None:
     """Saves ``state`` at ``step``, unless it holds a non-finite value."""
-    bad = non_finite_leaf(state)
+    leaves = _host_leaves(state)
+    bad = non_finite_leaf(leaves)
     if bad is not None:
       last = self.manager.latest_step()
       raise FloatingPointError(
@@ -99,7 +96,7 @@ class Checkpoints:
     self.manager.wait_until_finished()
     if self.primary:
       with open(self._sum_path(step), 'w') as f:
-        json.dump({'step': step, 'sha256': checksum(state)}, f)
+        json.dump({'step': step, 'sha256': checksum(leaves)}, f)
       kept = {str(s) for s in self.manager.all_steps()}
       for name in os.listdir(self.directory):   # checksums of deleted steps
         if name.endswith('.sha256') and name[:-7] not in kept:
@@ -108,14 +105,15 @@ class Checkpoints:
   def _check(self, step: int, state: PyTree) -> None:
     if int(jax.device_get(state.step)) != step:
       raise ValueError(f'it holds step {int(state.step)}')
-    bad = non_finite_leaf(state)
+    leaves = _host_leaves(state)
+    bad = non_finite_leaf(leaves)
     if bad is not None:
       raise ValueError(f'non-finite values in {bad}')
     path = self._sum_path(step)
     if os.path.exists(path):
       with open(path) as f:
         expected = json.load(f)['sha256']
-      if checksum(state) != expected:
+      if checksum(leaves) != expected:
         raise ValueError('its bytes do not match the checksum written with it')
 
   def _set_aside(self, step: int) -> None:

@@ -22,8 +22,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from infomax_jax.runs.config import validate
 from infomax_jax.runs.checkpoints import CheckpointError
+from infomax_jax.runs.config import validate
 from infomax_jax.runs.workdir import ConfigMismatch
 from infomax_jax.runs.workdir import WorkdirLocked
 from infomax_jax.runs.workdir import allow_changes

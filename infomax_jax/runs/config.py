@@ -68,7 +68,11 @@ _PLURALS = ('bound', 'critic', 'encoder')
 
 def _registries() -> dict[str, Any]:
   # Imported here: the library modules import this package.
-  from infomax_jax import bounds, critics, dim, encoders, train
+  from infomax_jax import bounds
+  from infomax_jax import critics
+  from infomax_jax import dim
+  from infomax_jax import encoders
+  from infomax_jax import train
   return {'bound': bounds.REGISTRY, 'critic': critics.CRITICS,
           'encoder': encoders.ENCODERS, 'optimizer': train.OPTIMIZERS,
           'step_loop': train.STEP_LOOPS, 'estimator': dim.ESTIMATORS}

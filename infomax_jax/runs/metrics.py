@@ -76,7 +76,7 @@ class MetricWriter:
       with open(self.path, 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in kept)
     if tensorboard:
-      from tensorboardX import SummaryWriter   # lazy: optional at import
+      from tensorboardX import SummaryWriter  # lazy: optional at import
       purge = None if resume_step is None else resume_step + 1
       # A file per segment: two segments started in the same second would
       # otherwise share (and truncate) one file name.
@@ -161,7 +161,7 @@ class Progress:
            label: str = 'step') -> str:
     rate = self.rate(done)
     eta = (self.total - done) / rate if rate > 0 else math.inf
-    shown = ' '.join(f'{k}={v:.4g}' for k, v in (values or {}).items()
-                     if isinstance(v, (float, int)) and not isinstance(v, bool))
-    return (f'{label} {done}/{self.total} {shown} | {rate:.3g} {self.unit}/s, '
-            f'ETA {eta / 60:.1f} min').replace('  ', ' ')
+    parts = [f'{label} {done}/{self.total}'] + [
+        f'{k}={v:.4g}' for k, v in (values or {}).items()
+        if isinstance(v, (float, int)) and not isinstance(v, bool)]
+    return f'{" ".join(parts)} | {rate:.3g} {self.unit}/s, ETA {eta / 60:.1f} min'

@@ -22,6 +22,11 @@ def read_timing(workdir: str) -> dict[str, dict[str, Any]]:
     return json.load(f)
 
 
+def seconds(workdir: str, name: str = 'train') -> float:
+  """The total seconds of entry ``name`` (0 when the run has none yet)."""
+  return float(read_timing(workdir).get(name, {}).get('seconds', 0.0))
+
+
 def add_time(workdir: str, seconds: float, *, name: str = 'train',
              steps: Optional[int] = None, compile_seconds: float = 0.0,
              reset: bool = False, **extra: Any) -> dict[str, Any]:
