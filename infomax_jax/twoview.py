@@ -14,7 +14,9 @@ Config fields (besides those of ``infomax_jax.train``):
   two encoders get permutation seeds 0 and 1), critic, critic_kwargs, bound
   (a ``bounds.REGISTRY`` name of the scores alone), noise_std, target_mi (None: maximize),
   eval_batches, probe_steps, train_examples (> 0: only the first N train
-  images).
+  images), embed_chunk (optional: encode in chunks of this many rows with
+  gradient caching, ``infomax_jax.gradcache``; same gradients, encoder memory
+  O(embed_chunk) instead of O(batch_size)).
 """
 
 from typing import Any, Callable, Optional, Sequence
@@ -29,6 +31,7 @@ from infomax_jax import critics
 from infomax_jax import data as data_lib
 from infomax_jax import encoders
 from infomax_jax import evaluation
+from infomax_jax import gradcache
 from infomax_jax import train as train_lib
 
 Array = jax.Array
@@ -169,8 +172,14 @@ def make_task(config, train_views: Views, test_views: Views, *,
     x = jnp.zeros((2, dim), jnp.float32)
     return model.init(key, x, x)['params'], ()
 
+  embed_chunk = config.get('embed_chunk')
+
   def loss(params, aux, batch, key):
-    scores = model.apply({'params': params}, batch['x'], batch['y'])
+    if embed_chunk:     # GradCache: the same scores and gradients, chunked encoders
+      scores = gradcache.two_view_scores(model, params, batch['x'], batch['y'],
+                                         embed_chunk)
+    else:
+      scores = model.apply({'params': params}, batch['x'], batch['y'])
     value, metrics = objective(scores)
     return value, (metrics, aux)
 
