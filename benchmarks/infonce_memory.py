@@ -11,7 +11,12 @@ respect to x and y (median of at least ``--repeats`` calls and
 
 * dense:      ``-bounds.infonce(x @ y.T)``: the K x K scores in memory;
 * streaming:  ``-streaming.infonce(x, y, block_size=B)``: column blocks of B
-              with a custom VJP; O(K B) memory, 4 matmuls instead of 3.
+              with a custom VJP; O(K B) memory, 4 matmuls instead of 3;
+* fused:      ``implementation='pallas'``: the Pallas kernel
+              (``infomax_jax.kernels.pairwise_lse``, B x B tiles kept on chip;
+              5 matmuls: the backward pass recomputes the scores for dx and
+              for dy). On CPU it runs in interpret mode: correct but not a
+              speed measurement.
 
 Memory is measured, not estimated: the parent reads each child's peak resident
 set size from the kernel (``os.wait4`` rusage, ru_maxrss), which includes
@@ -44,7 +49,8 @@ _KS = flags.DEFINE_list('ks', ['2048', '4096', '8192', '16384', '32768'],
                         'Batch sizes K.')
 _DIM = flags.DEFINE_integer('dim', 128, 'Embedding dimension d.')
 _METHODS = flags.DEFINE_list('methods', ['dense', 'streaming'],
-                             "Methods: 'dense', 'streaming'.")
+                             "Methods: 'dense', 'streaming', 'fused' (the Pallas "
+                             "kernel: Triton on GPU; interpret mode, slow, on CPU).")
 _DENSE_MAX_K = flags.DEFINE_integer(
     'dense_max_k', 0, 'Skip the dense method above this K (0: no limit; on CPU '
     'dense runs that need over half the available memory are skipped anyway).')
@@ -55,7 +61,7 @@ _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls per configuration '
 _MIN_SECONDS = flags.DEFINE_float(
     'min_seconds', 2.0, 'Keep timing calls until they add up to this many '
     'seconds (many calls for small K: a stable median).')
-_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+_DTYPE = flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16', 'float16'],
                            'dtype of the embeddings (scores accumulate in f32).')
 _INTERLEAVED_MAX_K = flags.DEFINE_integer(
     'interleaved_max_k', 4096, 'Also time dense and streaming alternately in '
@@ -94,6 +100,8 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
   dense_loss = lambda x, y: -bounds.infonce(
       jnp.dot(x, y.T, preferred_element_type=jnp.float32))
   streaming_loss = lambda x, y: -streaming.infonce(x, y, block_size=block)
+  fused_loss = lambda x, y: -streaming.infonce(x, y, block_size=block,
+                                               implementation='pallas')
 
   if method == 'baseline':
     fn = jax.jit(lambda x, y: (jnp.sum(x * y), (x, y)))
@@ -103,8 +111,8 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
     x = jax.random.normal(kx, (n, n)).astype(dt)
     y = jax.random.normal(ky, (n, n)).astype(dt)
     fn = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-  elif method in ('dense', 'streaming'):
-    loss = dense_loss if method == 'dense' else streaming_loss
+  elif method in ('dense', 'streaming', 'fused'):
+    loss = {'dense': dense_loss, 'streaming': streaming_loss, 'fused': fused_loss}[method]
     fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
   elif method != 'interleaved':
     raise ValueError(f'unknown method {method!r}')
@@ -137,7 +145,7 @@ def _child(method: str, k: int, dim: int, block: int, repeats: int,
   device = jax.devices()[0]
   stats = device.memory_stats() or {}
   row = {'method': method, 'k': k, 'dim': dim, 'dtype': dtype,
-         'block_size': block if method == 'streaming' else None,
+         'block_size': block if method in ('streaming', 'fused') else None,
          'seconds': float(np.median(times)), 'min_seconds': min(times),
          'calls': len(times),
          'first_call_s': first,
@@ -204,9 +212,9 @@ def table(rows: list[dict], matmul_tflops: Optional[float]) -> str:
       lines.append(f"| {r['k']} | {r['method']} | | {reason} | | | | | | |")
       continue
     sec = r['seconds']
-    nmat = {'dense': 3, 'streaming': 4}.get(r['method'])
+    nmat = {'dense': 3, 'streaming': 4, 'fused': 5}.get(r['method'])
     tflops = nmat * 2 * r['k'] ** 2 * r['dim'] / sec / 1e12 if nmat else None
-    ratio = (f"{sec / dense[r['k']]:.2f}x" if r['method'] == 'streaming'
+    ratio = (f"{sec / dense[r['k']]:.2f}x" if r['method'] in ('streaming', 'fused')
              and dense.get(r['k']) else '')
     pct = (f'{100 * tflops / matmul_tflops:.0f} %' if tflops and matmul_tflops
            else '')

@@ -57,6 +57,7 @@ from infomax_jax.bounds import core
 Array = jax.Array
 
 COLLECTIVES = ('all_gather', 'ring')
+IMPLEMENTATIONS = ('xla', 'pallas')
 
 
 class PairStats(NamedTuple):
@@ -81,6 +82,8 @@ class _Want:
   columns: bool = False
   softplus: bool = False
   exclude_self: bool = False
+  kernel: bool = False          # implementation='pallas'
+  mm: Optional[str] = None      # matmul dtype name; None: the inputs' dtype
 
 
 # ------------------------------------------------------------- validation --
@@ -100,6 +103,23 @@ def _check_embeddings(x, y, fn: str, same_rows: bool = True) -> tuple[Array, Arr
                      f'shapes {x.shape} and {y.shape}')
   dtype = jnp.promote_types(x.dtype, y.dtype)
   return x.astype(dtype), y.astype(dtype)
+
+
+MATMUL_DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def _matmul_dtype(matmul_dtype, fn: str):
+  """None, or the jnp dtype named by ``matmul_dtype`` (one of ``MATMUL_DTYPES``)."""
+  if matmul_dtype is None:
+    return None
+  try:
+    name = jnp.dtype(matmul_dtype).name
+  except TypeError:
+    name = None
+  if name not in MATMUL_DTYPES:
+    raise ValueError(f'{fn}: matmul_dtype must be None or one of '
+                     f'{", ".join(MATMUL_DTYPES)}, got {matmul_dtype!r}')
+  return jnp.dtype(name)
 
 
 def _check_options(block_size, collective, fn: str) -> None:
@@ -140,10 +160,43 @@ def _varying_like(value, *refs):
       lambda v: jax.lax.pcast(v, tuple(sorted(axes)), to='varying'), value)
 
 
+def _round(a: Array, dtype) -> Array:
+  """``a`` rounded to ``dtype`` but kept in its own dtype, with an identity gradient.
+
+  The value is exactly representable in ``dtype`` (so the later cast for the
+  matmul is exact), while the gradient stays in ``a``'s precision: the
+  cotangents of rows x and of the diagonal add up in float32, not in bf16.
+  """
+  if dtype is None or a.dtype == dtype:
+    return a
+  return a + jax.lax.stop_gradient(a.astype(dtype).astype(a.dtype) - a)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _scores(x: Array, y: Array, mm: str) -> Array:
+  """x y^T with both cast to ``mm``, accumulated in float32; gradients in x's dtype."""
+  return jnp.dot(x.astype(mm), y.astype(mm).T, preferred_element_type=jnp.float32)
+
+
+def _scores_fwd(x, y, mm):
+  return _scores(x, y, mm), (x, y)
+
+
+def _scores_bwd(mm, residuals, ct):
+  x, y = residuals
+  return (_product(ct, y, mm).astype(x.dtype), _product(ct.T, x, mm).astype(y.dtype))
+
+
+_scores.defvjp(_scores_fwd, _scores_bwd)
+
+
 def _masked_scores(x: Array, yb: Array, row_ids: Array, col_ids: Array,
                    valid: Optional[Array], want: _Want) -> tuple[Array, Array]:
   """Scores of rows x against columns yb in float32, and the mask of kept pairs."""
-  s = jnp.dot(x, yb.T, preferred_element_type=jnp.float32)
+  if want.mm is None:
+    s = jnp.dot(x, yb.T, preferred_element_type=jnp.float32)
+  else:
+    s = _scores(x, yb, want.mm)
   keep = jnp.ones(s.shape, bool)
   if valid is not None:
     keep = keep & valid[None, :]
@@ -229,6 +282,25 @@ def _streaming_fwd(x, y, row_offset, col_offset, want, block_size):
   return stats, (x, y, row_offset, col_offset, stats)
 
 
+# float16 holds 2^-24 ... 65504: the score gradients dS_ij (softmax weights times
+# 1/K, about 1/K^2) would flush to zero. Each row of dS is scaled by a power of
+# two that brings its largest entry to 2^FP16_EXPONENT before the cast (exact:
+# only the exponent changes) and the float32 product is scaled back.
+FP16_EXPONENT = 14
+
+
+def _product(ds: Array, b: Array, mm: Optional[str] = None) -> Array:
+  """ds @ b in float32, with ds (float32) and b cast to ``mm`` (default b's dtype)."""
+  b = b.astype(mm or b.dtype)
+  if b.dtype != jnp.float16:
+    return jnp.dot(ds.astype(b.dtype), b, preferred_element_type=jnp.float32)
+  peak = jnp.max(jnp.abs(ds), axis=1, keepdims=True)
+  _, e = jnp.frexp(jnp.where(peak > 0, peak, 1.0))      # peak < 2^e
+  scale = jnp.ldexp(jnp.ones_like(peak), FP16_EXPONENT - e)
+  out = jnp.dot((ds * scale).astype(jnp.float16), b, preferred_element_type=jnp.float32)
+  return out / scale
+
+
 def _streaming_bwd(want, block_size, residuals, cotangent):
   """Recomputes each score block; d S_ij = g_i softmax_row + g_j softmax_col + g sigmoid."""
   x, y, row_offset, col_offset, stats = residuals
@@ -255,10 +327,8 @@ def _streaming_bwd(want, block_size, residuals, cotangent):
       ds = ds + g_col_b[None, :] * jnp.exp(s - col_lse_b[None, :])
     if want.softplus:
       ds = ds + g.softplus_sum * jax.nn.sigmoid(s)
-    ds = jnp.where(keep, ds, 0.0).astype(x.dtype)
-    dx = dx + jnp.dot(ds, y_blk, preferred_element_type=jnp.float32)
-    dy_blk = jnp.dot(ds.T, x, preferred_element_type=jnp.float32)
-    return dx, dy_blk
+    ds = jnp.where(keep, ds, 0.0)
+    return dx + _product(ds, y_blk, want.mm), _product(ds.T, x, want.mm)
 
   dx, dyb = jax.lax.scan(body, _varying_like(jnp.zeros(x.shape, jnp.float32),
                                              x, y, row_offset, col_offset,
@@ -273,6 +343,14 @@ _streaming_stats.defvjp(_streaming_fwd, _streaming_bwd)
 
 def _local_stats(x, y, row_offset, col_offset, want: _Want,
                  block_size: Optional[int]) -> PairStats:
+  if want.kernel:
+    from infomax_jax import kernels  # pylint: disable=g-import-not-at-top
+    tile = block_size or 128
+    row, col = kernels.pairwise_lse(
+        x, y, rows=want.rows, columns=want.columns, exclude_self=want.exclude_self,
+        row_offset=row_offset, col_offset=col_offset, block_rows=tile, block_cols=tile,
+        matmul_dtype=want.mm)
+    return PairStats(row, col, _varying_like(jnp.zeros((), jnp.float32), x, y))
   if block_size is None:
     return _dense_stats(x, y, row_offset, col_offset, want)
   block_size = min(block_size, y.shape[0])
@@ -339,7 +417,8 @@ def pairwise_statistics(x: Array, y: Array, *, rows: bool = True,
                         exclude_self: bool = False,
                         block_size: Optional[int] = None,
                         axis_name: Optional[str] = None,
-                        collective: str = 'all_gather') -> PairStats:
+                        collective: str = 'all_gather',
+                        matmul_dtype=None, implementation: str = 'xla') -> PairStats:
   """Row/column log-sum-exps and the softplus sum of S = x y^T, without storing S.
 
   Args:
@@ -355,13 +434,36 @@ def pairwise_statistics(x: Array, y: Array, *, rows: bool = True,
     axis_name: the mesh axis the batch is sharded over, inside
       ``jax.shard_map``; None on a single device.
     collective: 'all_gather' or 'ring' (see the module docstring).
+    matmul_dtype: None (the inputs' dtype), 'float32', 'bfloat16' or
+      'float16': x and y are cast to it for the score matmuls, which
+      accumulate in float32; the log-sum-exps are float32 whatever the dtype
+      (see ``infonce``).
+    implementation: 'xla' (dense or ``lax.scan`` streaming, above) or
+      'pallas': the fused kernel ``infomax_jax.kernels.pairwise_lse`` (score
+      tiles of ``block_size`` (default 128) never leave the chip; Triton on
+      GPU, interpret mode elsewhere); row/column statistics only, no
+      ``softplus``.
 
   Returns:
-    A ``PairStats``; float32 for float32/bfloat16 inputs.
+    A ``PairStats``; float32 for float32/bfloat16/float16 inputs.
   """
   x, y = _check_embeddings(x, y, 'pairwise_statistics', same_rows=False)
   _check_options(block_size, collective, 'pairwise_statistics')
-  want = _Want(rows, columns, softplus, exclude_self)
+  dtype = _matmul_dtype(matmul_dtype, 'pairwise_statistics')
+  x, y = _round(x, dtype), _round(y, dtype)
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(f'pairwise_statistics: unknown implementation {implementation!r}; '
+                     f'valid implementations are: {", ".join(IMPLEMENTATIONS)}')
+  if implementation == 'pallas' and softplus:
+    raise ValueError("pairwise_statistics: implementation='pallas' computes the "
+                     "log-sum-exps only, got softplus=True (use 'xla')")
+  if implementation == 'pallas' and axis_name is not None and jax.default_backend() != 'gpu':
+    # Pallas's interpreter trips the shard_map varying-axes check (JAX 0.10).
+    raise ValueError("pairwise_statistics: implementation='pallas' inside shard_map "
+                     f"needs a GPU (the {jax.default_backend()} backend runs the kernel "
+                     "in interpret mode, which shard_map rejects); use 'xla'")
+  want = _Want(rows, columns, softplus, exclude_self, implementation == 'pallas',
+               None if dtype is None or dtype == x.dtype == y.dtype else dtype.name)
   if axis_name is None:
     return _local_stats(x, y, 0, 0, want, block_size)
   return _sharded_stats(x, y, want, block_size, axis_name, collective)
@@ -391,9 +493,11 @@ def _diagonal(x: Array, y: Array) -> Array:
   return jnp.sum(x.astype(jnp.float32) * y.astype(jnp.float32), axis=1)
 
 
-def _prepare(x, y, block_size, axis_name, collective, fn):
+def _prepare(x, y, block_size, axis_name, collective, fn, matmul_dtype=None):
   x, y = _check_embeddings(x, y, fn)
   _check_options(block_size, collective, fn)
+  dtype = _matmul_dtype(matmul_dtype, fn)
+  x, y = _round(x, dtype), _round(y, dtype)   # the diagonal sees the rounded values
   k = _global_count(x, axis_name)
   if k < 2:
     raise ValueError(f'{fn}: need K >= 2 pairs in the (global) batch, got K = {k}')
@@ -402,7 +506,8 @@ def _prepare(x, y, block_size, axis_name, collective, fn):
 
 def infonce(x: Array, y: Array, *, symmetric: bool = False,
             block_size: Optional[int] = None, axis_name: Optional[str] = None,
-            collective: str = 'all_gather') -> Array:
+            collective: str = 'all_gather', matmul_dtype=None,
+            implementation: str = 'xla') -> Array:
   """InfoNCE with the inner-product critic f(x_i, y_j) = <x_i, y_j>.
 
       I_NCE = log K + (1/K) sum_i [S_ii - logsumexp_j S_ij]            (x -> y)
@@ -424,67 +529,88 @@ def infonce(x: Array, y: Array, *, symmetric: bool = False,
     axis_name: mesh axis of the batch inside ``jax.shard_map`` (negatives from
       every device); None on one device.
     collective: 'all_gather' or 'ring'.
+    matmul_dtype: None (the inputs' dtype) or 'float32' / 'bfloat16' /
+      'float16': x and y are rounded to it for every score (diagonal
+      included) and every matmul runs in it, accumulating in float32; the
+      log-sum-exps, the mean and the returned value are float32, and so are
+      the gradients (they flow back to x and y in the inputs' dtype, without
+      a round trip through bf16). The backward matmuls cast the score
+      gradients to it too (float16: each row scaled by a power of two first,
+      so that the ~1/K^2 entries do not flush to zero).
+      Measured errors against float64: tests/test_precision.py.
+    implementation: 'xla' or 'pallas' (the fused kernel; see
+      ``pairwise_statistics``).
 
   Returns:
     Scalar estimate in nats (replicated over ``axis_name``).
   """
-  x, y, k = _prepare(x, y, block_size, axis_name, collective, 'infonce')
+  x, y, k = _prepare(x, y, block_size, axis_name, collective, 'infonce',
+                     matmul_dtype)
   stats = pairwise_statistics(x, y, rows=True, columns=symmetric,
                               block_size=block_size, axis_name=axis_name,
-                              collective=collective)
+                              collective=collective, matmul_dtype=matmul_dtype,
+                              implementation=implementation)
   lse = stats.row_lse if not symmetric else 0.5 * (stats.row_lse + stats.col_lse)
   return math.log(k) + _global_mean(_diagonal(x, y) - lse, k, axis_name)
 
 
-def _marginal_logmeanexp(x, y, k, block_size, axis_name, collective) -> Array:
+def _marginal_logmeanexp(x, y, k, block_size, axis_name, collective,
+                         matmul_dtype=None) -> Array:
   """log E_M[e^f] over the K(K-1) off-diagonal pairs."""
   stats = pairwise_statistics(x, y, rows=True, exclude_self=True,
                               block_size=block_size, axis_name=axis_name,
-                              collective=collective)
+                              collective=collective, matmul_dtype=matmul_dtype)
   return _global_logsumexp(stats.row_lse, axis_name) - math.log(k * (k - 1.0))
 
 
 def dv(x: Array, y: Array, *, block_size: Optional[int] = None,
-       axis_name: Optional[str] = None, collective: str = 'all_gather') -> Array:
+       axis_name: Optional[str] = None, collective: str = 'all_gather',
+       matmul_dtype=None) -> Array:
   """Donsker-Varadhan bound E_J[f] - log E_M[e^f] with f = <x, y>.
 
-  Equals ``bounds.dv(x @ y.T)``. Arguments as ``infonce``.
+  Equals ``bounds.dv(x @ y.T)``. Arguments (``matmul_dtype`` too) as ``infonce``.
   """
-  x, y, k = _prepare(x, y, block_size, axis_name, collective, 'dv')
+  x, y, k = _prepare(x, y, block_size, axis_name, collective, 'dv',
+                     matmul_dtype)
   joint = _global_mean(_diagonal(x, y), k, axis_name)
-  return joint - _marginal_logmeanexp(x, y, k, block_size, axis_name, collective)
+  return joint - _marginal_logmeanexp(x, y, k, block_size, axis_name, collective,
+                                      matmul_dtype)
 
 
 def nwj(x: Array, y: Array, *, block_size: Optional[int] = None,
-        axis_name: Optional[str] = None, collective: str = 'all_gather') -> Array:
+        axis_name: Optional[str] = None, collective: str = 'all_gather',
+        matmul_dtype=None) -> Array:
   """NWJ bound E_J[f] - E_M[e^{f - 1}] with f = <x, y>.
 
   Equals ``bounds.nwj(x @ y.T)`` (the same saturating exponential above
-  e^60). Arguments as ``infonce``.
+  e^60). Arguments (``matmul_dtype`` too) as ``infonce``.
   """
-  x, y, k = _prepare(x, y, block_size, axis_name, collective, 'nwj')
+  x, y, k = _prepare(x, y, block_size, axis_name, collective, 'nwj',
+                     matmul_dtype)
   joint = _global_mean(_diagonal(x, y), k, axis_name)
-  lme = _marginal_logmeanexp(x, y, k, block_size, axis_name, collective)
+  lme = _marginal_logmeanexp(x, y, k, block_size, axis_name, collective, matmul_dtype)
   return joint - core.exp_saturating(lme - 1.0)
 
 
 def jsd(x: Array, y: Array, *, block_size: Optional[int] = None,
-        axis_name: Optional[str] = None, collective: str = 'all_gather') -> Array:
+        axis_name: Optional[str] = None, collective: str = 'all_gather',
+        matmul_dtype=None) -> Array:
   """Jensen-Shannon proxy of DIM, E_J[-sp(-f)] - E_M[sp(f)], with f = <x, y>.
 
-  Equals ``bounds.jsd(x @ y.T)``. Arguments as ``infonce``.
+  Equals ``bounds.jsd(x @ y.T)``. Arguments (``matmul_dtype`` too) as ``infonce``.
   """
-  x, y, k = _prepare(x, y, block_size, axis_name, collective, 'jsd')
+  x, y, k = _prepare(x, y, block_size, axis_name, collective, 'jsd',
+                     matmul_dtype)
   stats = pairwise_statistics(x, y, rows=False, softplus=True, exclude_self=True,
                               block_size=block_size, axis_name=axis_name,
-                              collective=collective)
+                              collective=collective, matmul_dtype=matmul_dtype)
   joint = _global_mean(-jax.nn.softplus(-_diagonal(x, y)), k, axis_name)
   return joint - stats.softplus_sum / (k * (k - 1.0))
 
 
 def nt_xent(x: Array, y: Array, temperature: Union[float, Array] = 0.1, *,
             block_size: Optional[int] = None, axis_name: Optional[str] = None,
-            collective: str = 'all_gather') -> Array:
+            collective: str = 'all_gather', matmul_dtype=None) -> Array:
   """SimCLR's NT-Xent as an MI estimate: 2K views, 2K - 2 negatives each.
 
   With z = [x; y] normalised to the unit sphere (z_i and its other view z_p(i)
@@ -499,20 +625,24 @@ def nt_xent(x: Array, y: Array, temperature: Union[float, Array] = 0.1, *,
     x: (K, d) embeddings of the first view (or a device's shard).
     y: (K, d) embeddings of the second view.
     temperature: tau > 0, a float or a traced scalar (learned).
-    block_size, axis_name, collective: as ``infonce``.
+    block_size, axis_name, collective, matmul_dtype: as ``infonce`` (the
+      normalised, temperature-scaled embeddings are rounded to
+      ``matmul_dtype``).
 
   Returns:
     Scalar estimate in nats.
   """
   x, y, k = _prepare(x, y, block_size, axis_name, collective, 'nt_xent')
+  dtype = _matmul_dtype(matmul_dtype, 'nt_xent')
   if isinstance(temperature, (int, float)) and not temperature > 0:
     raise ValueError(f'nt_xent: temperature must be > 0, got {temperature}')
   x, y = _normalize(x), _normalize(y)
   z = jnp.concatenate([x, y], axis=0)
   zs = z / jnp.asarray(temperature, z.dtype)
+  zs, z = _round(zs, dtype), _round(z, dtype)
   stats = pairwise_statistics(zs, z, rows=True, exclude_self=True,
                               block_size=block_size, axis_name=axis_name,
-                              collective=collective)
+                              collective=collective, matmul_dtype=matmul_dtype)
   positive = _diagonal(zs, jnp.roll(z, x.shape[0], axis=0))
   return math.log(2 * k - 1) + _global_mean(positive - stats.row_lse, 2 * k,
                                             axis_name)
