@@ -15,6 +15,7 @@ gradient's norm, and of the gradient vector (|g - g_ref| / |g_ref|).
 """
 
 import json
+import os
 import time
 from typing import Sequence
 
@@ -27,6 +28,11 @@ _DIM = flags.DEFINE_integer('dim', 128, 'Embedding dimension d.')
 _BLOCK = flags.DEFINE_integer('block_size', 2048, 'Column block of the streaming loss.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16', 'float16'],
                             'matmul dtypes.')
+_DIRECTIONS = flags.DEFINE_list('losses', ['x_to_y', 'symmetric'],
+                                 "Which losses: 'x_to_y' and/or 'symmetric'.")
+_CACHE = flags.DEFINE_string('reference_cache', None, 'Keep the float64 reference '
+                              'in this folder (one .npz per K, d, scale, loss) for '
+                              'later runs (e.g. one dtype per run).')
 _SCALE = flags.DEFINE_float('scale', 1.0, 'Embedding scale (scores ~ scale^2 d '
                             'times 0.8 on the diagonal).')
 
@@ -100,15 +106,30 @@ def errors(x, y, dtype: str, symmetric: bool, block_size: int, ref=None) -> dict
           'seconds_incl_compile': seconds}
 
 
+def cached_reference(x, y, symmetric: bool, k: int):
+  """``reference``, read from / written to ``--reference_cache`` when set."""
+  if not _CACHE.value:
+    return reference(x, y, symmetric)
+  os.makedirs(_CACHE.value, exist_ok=True)
+  path = os.path.join(_CACHE.value, f'ref_k{k}_d{_DIM.value}_s{_SCALE.value:g}_'
+                      f'{"sym" if symmetric else "xy"}.npz')
+  if os.path.exists(path):
+    with np.load(path) as f:
+      return float(f['loss']), f['dx'], f['dy']
+  loss, dx, dy = reference(x, y, symmetric)
+  np.savez(path, loss=loss, dx=dx, dy=dy)
+  return loss, dx, dy
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
   rows = []
   for k in map(int, _KS.value):
     x, y = embeddings(k, _DIM.value, _SCALE.value)
-    for symmetric in (False, True):
+    for symmetric in [name == 'symmetric' for name in _DIRECTIONS.value]:
       t0 = time.perf_counter()
-      ref = reference(x, y, symmetric)
+      ref = cached_reference(x, y, symmetric, k)
       print(f'K = {k}: float64 reference in {time.perf_counter() - t0:.1f} s', flush=True)
       for dtype in _DTYPES.value:
         row = {'k': k, **errors(x, y, dtype, symmetric, _BLOCK.value, ref)}

@@ -1,4 +1,4 @@
-"""experiments/large_batch.py on one device: configs and the summary table.
+"""experiments/large_batch.py and large_batch_mnist.py on one device: configs, tables.
 
 The whole experiment runs data-parallel on 8 devices in
 tests/multidevice_checks.py (``large_batch_experiment_tiny``).
@@ -9,7 +9,9 @@ import math
 import pytest
 
 from experiments import large_batch
+from experiments import large_batch_mnist
 from experiments.configs import large_batch as large_batch_config
+from experiments.configs import large_batch_mnist as large_batch_mnist_config
 from infomax_jax import runs
 
 
@@ -48,3 +50,41 @@ def test_summary_table_one_row_per_k_with_missing_cells():
       f'| 256 | {math.log(256):.2f} | – | 4.000 | 5.421 ± 0.001 | '
       'streaming (block 8, ring) | – |',
   ]
+
+
+# ------------------------------------ two-view MNIST K sweep (issue #18) --
+
+@pytest.mark.parametrize('variant', large_batch_mnist_config.VARIANTS)
+def test_mnist_config_variants_are_valid(variant):
+  config = large_batch_mnist_config.get_config(variant)
+  runs.validate(config)
+  # The largest K is the whole (sub)set of training images; GradCache is on.
+  assert max(config.batch_sizes) == (config.train_examples or 60000)
+  assert 0 < config.embed_chunk < max(config.batch_sizes)
+
+
+def test_mnist_summary_table():
+  config = large_batch_mnist_config.get_config('tiny')
+  results = [{'k': 256, 'log_k': math.log(256), 'infonce_train': 4.0, 'gap': 1.545,
+              'test_k': 128, 'infonce_test': 3.5, 'probe_accuracy': 0.8125,
+              'train_seconds': 2.0},
+             {'k': 16, 'log_k': math.log(16), 'infonce_train': 2.0, 'gap': 0.773,
+              'test_k': 16, 'infonce_test': 1.9, 'probe_accuracy': 0.5,
+              'train_seconds': 1.0}]
+  rows = [line for line in large_batch_mnist.summary_markdown(results, config).splitlines()
+          if line.startswith('| ')]
+  assert rows[1:] == ['| 16 | 2.77 | 2.000 | 0.773 | 16 | 1.900 | 0.5000 | 1 |',
+                      '| 256 | 5.55 | 4.000 | 1.545 | 128 | 3.500 | 0.8125 | 2 |']
+
+
+@pytest.mark.slow
+def test_mnist_tiny_run_is_bounded_by_log_k(mnist_dir, tmp_path):
+  config = large_batch_mnist_config.get_config('tiny')
+  config.data_dir = str(mnist_dir)
+  results = large_batch_mnist.run(config, str(tmp_path))
+  assert [r['k'] for r in results] == list(config.batch_sizes)
+  for r in results:
+    assert 0.0 < r['infonce_train'] <= r['log_k']
+    assert 0.1 < r['probe_accuracy'] <= 1.0
+  # A rerun reads results.jsonl instead of training again.
+  assert large_batch_mnist.run(config, str(tmp_path)) == results
