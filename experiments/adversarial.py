@@ -130,8 +130,8 @@ def make_task(config: ml_collections.ConfigDict, train_views: twoview.Views,
   encode = twoview.make_encode(lambda p, x: encoder.apply({'params': p}, x))
   train_tops, test_tops = train_views.tops(), test_views.tops()
 
-  def evaluate(params, aux, step):
-    del aux, step
+  def evaluate(params, aux, step, seed=None):
+    del aux, step, seed   # deterministic: no evaluation batches are drawn
     train_codes = encode(params['encoder'], train_tops)
     test_codes = encode(params['encoder'], test_tops)
     probe = evaluation.linear_probe(train_codes, train_views.labels, test_codes,

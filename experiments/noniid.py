@@ -88,7 +88,6 @@ def make_task(config: ml_collections.ConfigDict, sampling: str,
   spec = bounds.get(bound, scores_only=True)
   sample_batch = make_sampler(config.latent_cov, config.noise_cov, sampling,
                               config.batch_size)
-  keys = evaluation.eval_keys(config.seed, 'mi_test', config.eval_batches)
 
   def init(key):
     x = jnp.zeros((2, 1), jnp.float32)
@@ -103,12 +102,17 @@ def make_task(config: ml_collections.ConfigDict, sampling: str,
     return -out.objective, ({'mi': out.estimate}, aux)
 
   @jax.jit
-  def held_out(params):
+  def held_out(params, keys):
     values = jax.lax.map(lambda k: value(params, sample_batch(k)).estimate, keys)
     return {'mi_test': jnp.mean(values), 'mi_test_std': jnp.std(values)}
 
+  def evaluate(params, aux, step, seed=None):
+    del aux, step   # seed: of this replica's held-out batches
+    seed = config.seed if seed is None else seed
+    return held_out(params, evaluation.eval_keys(seed, 'mi_test', config.eval_batches))
+
   return train_lib.Task(init=init, sample=lambda data, key: sample_batch(key),
-                        loss=loss, evaluate=lambda params, aux, step: held_out(params))
+                        loss=loss, evaluate=evaluate)
 
 
 def plot(workdir: str, names: list[str], mi: float) -> str:

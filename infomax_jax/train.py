@@ -25,14 +25,27 @@ to sample a batch on device, the loss, an optional evaluation hook) and calls
 ``compile_seconds()`` reports the time this process spent compiling, so that
 callers can split a ``train`` call's wall time into compilation and steps.
 
+**Replicas.** ``config.num_seeds = N > 1`` trains N independent runs in one
+program: every leaf of the ``TrainState`` gains a leading replica axis, the
+step is ``vmap``ped over it, and replica ``r`` is the run with seed
+``config.seed + r`` (its init, its training keys and, through
+``Task.evaluate(..., seed=...)``, its evaluation batches), so it equals the
+single run of that seed to float tolerance. Every replica is evaluated; its
+records carry the tag ``seed`` (``runs.read_metrics(workdir, 'eval',
+seed='3')``) and each evaluation adds a ``seed='all'`` record with the mean,
+``{name}_std`` and ``{name}_ci95`` (half-width of a Student-t 95 % interval)
+over the replicas (``runs.replicas`` reads them back). Checkpoints hold the
+stacked state; resume is as for one run.
+
 Config fields read here: seed, num_steps, batch_size, learning_rate, log_every,
-eval_every, checkpoint_every, and optionally step_loop ('scan', 'python'; see
-``make_train_chunk``), optimizer ('adam', 'sgd') and
+eval_every, checkpoint_every, and optionally num_seeds (default 1), step_loop
+('scan', 'python'; see ``make_train_chunk``), optimizer ('adam', 'sgd') and
 keep_checkpoints.
 """
 
 import contextlib
 import dataclasses
+import inspect
 import os
 import time
 from typing import Any, Callable, Optional
@@ -85,6 +98,9 @@ class Task:
     data: device-resident arrays (pytree) passed to ``sample``; replicated.
     evaluate: optional host-side hook ``(params, aux, step) -> dict`` of
       scalars, called at step 0, every ``eval_every`` steps and at the end.
+      With ``config.num_seeds > 1`` it is called once per replica with the
+      keyword ``seed=`` (that replica's seed, for its evaluation keys), so it
+      must accept that keyword.
     optimizer: optional optax transformation (default from the config).
     update: optional replacement of the default gradient step:
       ``(state, batch, key, tx) -> (state_without_step_increment, metrics)``;
@@ -142,8 +158,12 @@ STEP_LOOPS = ('scan', 'python')
 
 
 def make_train_chunk(task: Task, tx: optax.GradientTransformation, mesh,
-                     num_steps: int, step_loop: str = 'scan'):
+                     num_steps: int, step_loop: str = 'scan', replicas: bool = False):
   """A function advancing a ``TrainState`` by ``num_steps`` steps.
+
+  ``replicas``: the state is stacked over a leading replica axis (see
+  ``init_state``); every step is ``vmap``ped over it and the metrics are
+  stacked as (steps, replicas).
 
   ``step_loop='scan'``: one jitted ``lax.scan`` over the steps (one dispatch
   per chunk). ``'python'``: a host loop dispatching one jitted step at a time;
@@ -169,6 +189,9 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, mesh,
     state, metrics = update(state, batch, step_key, tx)
     return state.replace(step=state.step + 1), metrics
 
+  if replicas:
+    body = jax.vmap(body, in_axes=(0, None))
+
   def chunk(state: TrainState, data):
     return jax.lax.scan(lambda s, _: body(s, data), state, None,
                         length=num_steps)
@@ -191,11 +214,38 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, mesh,
 
 
 def init_state(task: Task, config, tx: optax.GradientTransformation) -> TrainState:
-  """The step-0 state: ``task.init`` under ``split(PRNGKey(seed))[0]``."""
-  init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  params, aux = task.init(init_key)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=tx.init(params), aux=aux, key=train_key)
+  """The step-0 state: ``task.init`` under ``split(PRNGKey(seed))[0]``.
+
+  With ``config.num_seeds = N > 1``: the N states of seeds ``config.seed + r``
+  stacked on a leading replica axis (``vmap`` of the same construction).
+  """
+  def one(seed):
+    init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
+    params, aux = task.init(init_key)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=tx.init(params), aux=aux, key=train_key)
+  n = num_replicas(config)
+  if n == 1:
+    return one(config.seed)
+  return jax.vmap(one)(config.seed + jnp.arange(n, dtype=jnp.uint32))
+
+
+def num_replicas(config) -> int:
+  """``config.num_seeds`` (default 1): the runs trained side by side."""
+  n = config.get('num_seeds', 1)
+  if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    raise ValueError(f'config.num_seeds must be a positive int, got {n!r}')
+  return int(n)
+
+
+def replica(tree: PyTree, r: int) -> PyTree:
+  """Replica ``r`` of a stacked pytree (e.g. a ``TrainState`` of a batched run)."""
+  return jax.tree.map(lambda x: x[r], tree)
+
+
+def replica_seeds(config) -> list[int]:
+  """The seed of every replica: ``config.seed + r``."""
+  return [int(config.seed) + r for r in range(num_replicas(config))]
 
 
 # Events whose durations add up to the time spent compiling (tracing, lowering
@@ -255,6 +305,13 @@ def _train(config, task: Task, workdir: str, mesh, primary: bool,
            verbose: bool) -> TrainState:
   log = print if verbose and primary else (lambda *a, **k: None)
   rep = parallel.replicated(mesh)
+  seeds = replica_seeds(config)
+  batched = len(seeds) > 1
+  if batched and task.evaluate is not None and not _takes_seed(task.evaluate):
+    raise ValueError(
+        f'config.num_seeds={len(seeds)} needs a task whose evaluate hook accepts '
+        'the keyword seed= (each replica evaluates on the batches of its own '
+        'seed); this task\'s evaluate does not: train one seed per run')
 
   tx = task.optimizer or make_optimizer(config)
   state = jax.device_put(init_state(task, config, tx), rep)
@@ -274,46 +331,72 @@ def _train(config, task: Task, workdir: str, mesh, primary: bool,
     log(f'resumed from the checkpoint at step {resume_step} in {workdir}')
   writer = runs.MetricWriter(workdir, resume_step, enabled=primary)
 
+  def write(step, split, per_replica: list[dict]) -> dict:
+    """Writes one record per replica (tagged with its seed when batched) and,
+    when batched, their mean/std/ci95; returns what the progress line shows."""
+    if not batched:
+      return writer.write(step, split, per_replica[0])
+    for seed, record in zip(seeds, per_replica):
+      writer.write(step, split, record, seed=str(seed))
+    return writer.write(step, split, runs.replicas.stats(per_replica), seed='all')
+
   def evaluate(step):
     if task.evaluate is None:
       return
     t0 = time.time()
-    record = runs.to_python(task.evaluate(state.params, state.aux, step))
-    runs.check_finite(record, f'in the evaluation at step {step}')
-    writer.write(step, 'eval', record)
-    shown = ' '.join(f'{k}={v:.4g}' for k, v in record.items()
-                     if isinstance(v, float))
-    log(f'[eval] step {step}: {shown} ({time.time() - t0:.1f}s)', flush=True)
+    records = []
+    for r, seed in enumerate(seeds):
+      if batched:
+        params, aux = replica(state.params, r), replica(state.aux, r)
+        record = task.evaluate(params, aux, step, seed=seed)
+      else:
+        record = task.evaluate(state.params, state.aux, step)
+      record = runs.to_python(record)
+      where = f'in the evaluation at step {step}' + (f' (seed {seed})' if batched else '')
+      runs.check_finite(record, where)
+      records.append(record)
+    shown = write(step, 'eval', records)
+    shown = ' '.join(f'{k}={v:.4g}' for k, v in shown.items()
+                     if isinstance(v, float) and not k.endswith(('_std', '_ci95')))
+    mean = ' (mean over seeds)' if batched else ''
+    log(f'[eval] step {step}: {shown}{mean} ({time.time() - t0:.1f}s)', flush=True)
 
   def save(step):
     ckpt.save(step, state)
 
   def stopped():
-    return task.stop is not None and bool(task.stop(state))
+    if task.stop is None:
+      return False
+    if not batched:
+      return bool(task.stop(state))
+    return all(bool(task.stop(replica(state, r))) for r in range(len(seeds)))
 
-  step = int(state.step)
+  step = int(state.step if not batched else state.step[0])
   t_start, step_start, compile_start = time.time(), step, compile_seconds()
   if step == 0:
     evaluate(0)
   chunk = make_train_chunk(task, tx, mesh, config.log_every,
-                           config.get('step_loop', 'scan'))
+                           config.get('step_loop', 'scan'), replicas=batched)
   progress = runs.Progress(config.num_steps, step)
   if step < config.num_steps and stopped():
     log(f'stopped early at step {step} (restored); nothing to train')
   while step < config.num_steps and not stopped():
     state, metrics = chunk(state, data)
-    metrics = jax.device_get(metrics)
+    metrics = jax.device_get(metrics)   # (steps,) or (steps, replicas) each
     for name, values in metrics.items():
-      bad = np.flatnonzero(~np.isfinite(values))
+      bad = np.argwhere(~np.isfinite(values))
       if bad.size:
+        where = f' (seed {seeds[bad[0][1]]})' if batched else ''
         raise FloatingPointError(
-            f'metric {name!r} became {values[bad[0]]} at step '
-            f'{step + bad[0] + 1} (training); stopping')
+            f'metric {name!r} became {values[tuple(bad[0])]} at step '
+            f'{step + bad[0][0] + 1}{where} (training); stopping')
     step += config.log_every
-    record = writer.write(step, 'train',
-                          {k: float(np.mean(v)) for k, v in metrics.items()})
+    per_replica = [{k: float(np.mean(v[:, r] if batched else v))
+                    for k, v in metrics.items()} for r in range(len(seeds))]
+    record = write(step, 'train', per_replica)
     log(progress.line(step, {k: v for k, v in record.items()
-                             if k not in ('step', 'split')}), flush=True)
+                             if k not in ('step', 'split', 'seed')
+                             and not k.endswith(('_std', '_ci95'))}), flush=True)
     last = step == config.num_steps or stopped()
     if last and step < config.num_steps:
       log(f'stopped early at step {step}', flush=True)
@@ -328,3 +411,11 @@ def _train(config, task: Task, workdir: str, mesh, primary: bool,
                   compile_seconds=compile_seconds() - compile_start,
                   reset=step_start == 0)
   return state
+
+
+def _takes_seed(fn: Callable) -> bool:
+  try:
+    params = inspect.signature(fn).parameters
+  except (TypeError, ValueError):
+    return False
+  return 'seed' in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

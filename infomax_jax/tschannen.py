@@ -85,8 +85,50 @@ def run(config: Config, workdir: str, *, title: str, filename: str,
   else:
     path = plot(workdir)
   seconds = runs.seconds(workdir)
+  findings(workdir)
   print(f'wrote {path}; training wall time {seconds / 60:.1f} min', flush=True)
   return state
+
+
+def findings(workdir: str) -> dict[str, Any]:
+  """The run's findings over its seeds, as mean ± 95 % interval (Student t).
+
+  Per seed, from its first and last evaluation: the rise of the probe accuracy
+  (points), its margin over the noisy- and clean-pixel baselines (points) and
+  the change of the test MI estimate (nats). Written to ``summary.json`` and
+  ``summary.md`` in ``workdir``, and printed.
+  """
+  groups = runs.replicas.by_seed(runs.read_metrics(workdir, 'eval'))
+  firsts = [g[0] for g in groups.values()]
+  lasts = [g[-1] for g in groups.values()]
+  measures = {   # name -> (per-seed values, scale, unit)
+      'accuracy rise': ([b['probe_accuracy'] - a['probe_accuracy']
+                         for a, b in zip(firsts, lasts)], 100, 'points'),
+      'final accuracy': ([b['probe_accuracy'] for b in lasts], 100, '%'),
+      'final accuracy - noisy pixels': (
+          [b['probe_accuracy'] - b['baseline_noisy_pixels'] for b in lasts
+           if 'baseline_noisy_pixels' in b], 100, 'points'),
+      'final accuracy - clean pixels': (
+          [b['probe_accuracy'] - b['baseline_clean_pixels'] for b in lasts
+           if 'baseline_clean_pixels' in b], 100, 'points'),
+      'MI change (test)': ([b['mi_test'] - a['mi_test'] for a, b in zip(firsts, lasts)
+                            if 'mi_test' in a and 'mi_test' in b], 1, 'nats'),
+      'final MI (test)': ([b['mi_test'] for b in lasts if 'mi_test' in b], 1, 'nats'),
+  }
+  out = {'seeds': sorted(groups), 'steps': [firsts[0]['step'], lasts[0]['step']]}
+  lines = [f'# Findings over {len(groups)} seed(s), step {out["steps"][0]} -> '
+           f'{out["steps"][1]} (mean ± 95 % interval)', '']
+  for name, (values, scale, unit) in measures.items():
+    if not values:
+      continue
+    mean, half, n = runs.replicas.interval(np.asarray(values) * scale)
+    out[name] = {'mean': mean, 'ci95': half, 'n': n, 'unit': unit,
+                 'values': [float(v) * scale for v in values]}
+    lines.append(f'- {name}: {runs.replicas.format_interval(values, scale)} {unit}')
+  runs.write_text(os.path.join(workdir, 'summary.json'), json.dumps(out, indent=1))
+  runs.write_text(os.path.join(workdir, 'summary.md'), '\n'.join(lines) + '\n')
+  print('\n'.join(lines), flush=True)
+  return out
 
 
 def run_grid(base: Config, workdir: str, configs: dict[str, Config], *,
@@ -110,13 +152,30 @@ def run_grid(base: Config, workdir: str, configs: dict[str, Config], *,
                              baselines=base_values, eval_bounds=eval_bounds)
     train_lib.train(config, task, run_dir)
     figure(run_dir, f'{name}: {title(config)}', f'{name}.png')
-    last = runs.read_metrics(run_dir, 'eval')[-1]
+    last = _last_summary(run_dir)
     wall = runs.seconds(run_dir)
     summary['runs'][name] = {**last, 'wall_seconds': wall}
     print(f'{name}: {last} ({wall / 60:.1f} min)', flush=True)
   runs.write_text(os.path.join(workdir, 'summary.json'),
                   json.dumps(summary, indent=1))
   return summary
+
+
+def _last_summary(run_dir: str) -> dict:
+  """The last evaluation: the record of a single run, or the mean/std/ci95
+  record over the seeds of a batched one."""
+  evals = runs.read_metrics(run_dir, 'eval')
+  summaries = [r for r in evals if r.get('seed') == 'all']
+  return (summaries or evals)[-1]
+
+
+def _plot(ax, evals: list[dict], key: str, style: str = 'o-', **kwargs) -> None:
+  """``key`` vs step: a line for one run, mean and 95 % band over seeds."""
+  steps, values = runs.replicas.curves(evals, key)
+  if values.shape[0] > 1:
+    runs.plots.band(ax, steps, values, style=style, **kwargs)
+  elif values.size:
+    ax.plot(steps, values[0], style, **kwargs)
 
 
 def pixel_lines(ax, record: dict) -> None:
@@ -136,28 +195,33 @@ def figure(workdir: str, title: str, filename: str, log_k: Optional[float] = Non
   percentiles) draws shaded bands between symmetric pairs (Fig. 2 style).
   """
   evals = runs.read_metrics(workdir, 'eval')
+  seeds = runs.replicas.by_seed(evals)
+  first = next(iter(seeds.values()))
   fig, axes = runs.plots.panels(2 + len(extra_panels or []))
   for key, style, label in (('mi_train', 'o-', 'train'), ('mi_test', 's--', 'test')):
-    axes[0].plot(*runs.series(evals, key), style, label=label)
+    _plot(axes[0], evals, key, style, label=label)
   if log_k is not None:
     axes[0].axhline(log_k, color='gray', ls=':', label='log K')
   runs.plots.labels(axes[0], 'iteration', '$I_{EST}$ (nats)', legend=True)
-  axes[1].plot(*runs.series(evals, 'probe_accuracy'), 'o-', label='g1(top) probe')
-  pixel_lines(axes[1], evals[-1])
+  _plot(axes[1], evals, 'probe_accuracy', label='g1(top) probe')
+  pixel_lines(axes[1], first[-1])
   runs.plots.labels(axes[1], 'iteration', 'test accuracy', legend=True)
   for ax, (key, label) in zip(axes[2:], extra_panels or []):
     if isinstance(key, str):
-      ax.plot(*runs.series(evals, key), 'o-')
-    else:
-      steps = runs.series(evals, key[0])[0]
-      runs.plots.percentile_bands(ax, steps, [runs.series(evals, k)[1] for k in key])
+      _plot(ax, evals, key)
+    else:   # percentile curves: bands between them, of the first seed
+      steps = runs.series(first, key[0])[0]
+      runs.plots.percentile_bands(ax, steps, [runs.series(first, k)[1] for k in key])
     runs.plots.labels(ax, 'iteration', label)
+  if len(seeds) > 1:
+    title = f'{title} (mean and 95 % interval over {len(seeds)} seeds)'
   return runs.plots.save(fig, os.path.join(workdir, filename), title)
 
 
 def grid_figure(workdir: str, rows: dict[str, dict[str, str]],
                 panels: list[tuple[str, str]], filename: str, title: str) -> str:
-  """One row per group, one panel per metric, one line per run.
+  """One row per group, one panel per metric, one line per run (mean and
+  95 % band over the seeds of a batched run).
 
   Args:
     workdir: folder holding the run folders; the PNG is written here.
@@ -173,7 +237,7 @@ def grid_figure(workdir: str, rows: dict[str, dict[str, str]],
     for ax, (key, label) in zip(row, panels):
       for line_label, name in lines.items():
         evals = runs.read_metrics(os.path.join(workdir, name), 'eval')
-        ax.plot(*runs.series(evals, key), 'o-', ms=3, label=line_label)
+        _plot(ax, evals, key, 'o-', ms=3, label=line_label)
       if key == 'probe_accuracy':
         pixel_lines(ax, evals[-1])
       if min(ax.get_ylim()) < -100:   # I_NWJ of an InfoNCE-trained critic

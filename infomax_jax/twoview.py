@@ -115,8 +115,8 @@ def make_estimator(config, model: TwoView, bound_names: Sequence[str]):
 
   Each bound of ``bound_names`` is evaluated on the same ``config.eval_batches``
   batches (drawn as in training, noise included) from
-  ``evaluation.eval_keys(config.seed, purpose, ...)``: the same batches at
-  every evaluation of a run.
+  ``evaluation.eval_keys(seed, purpose, ...)`` (``seed`` defaults to
+  ``config.seed``): the same batches at every evaluation of a run.
   """
   bound_fns = {name: bounds.get(name, scores_only=True).estimate
                for name in bound_names}
@@ -130,8 +130,10 @@ def make_estimator(config, model: TwoView, bound_names: Sequence[str]):
       return {name: fn(scores) for name, fn in bound_fns.items()}
     return jax.tree.map(jnp.mean, jax.lax.map(one, keys))
 
-  def run(params, images, purpose: str) -> dict[str, Array]:
-    keys = evaluation.eval_keys(config.seed, purpose, config.eval_batches)
+  def run(params, images, purpose: str, seed: Optional[int] = None) -> dict[str, Array]:
+    """``seed``: of the evaluation keys (default ``config.seed``)."""
+    seed = config.seed if seed is None else seed
+    keys = evaluation.eval_keys(seed, purpose, config.eval_batches)
     return estimate(params, images, keys)
 
   return run
@@ -191,10 +193,10 @@ def make_task(config, train_views: Views, test_views: Views, *,
   train_images = jnp.asarray(train_views.images)
   test_images = jnp.asarray(test_views.images)
 
-  def evaluate(params, aux, step):
-    del aux
-    on_test = estimate(params, test_images, 'mi_test')
-    record = {'mi_train': estimate(params, train_images, 'mi_train')[config.bound],
+  def evaluate(params, aux, step, seed=None):
+    del aux   # seed: of this replica's evaluation batches (default config.seed)
+    on_test = estimate(params, test_images, 'mi_test', seed)
+    record = {'mi_train': estimate(params, train_images, 'mi_train', seed)[config.bound],
               'mi_test': on_test[config.bound],
               **{f'{b}_test': on_test[b] for b in eval_bounds}}
     probe = evaluation.linear_probe(

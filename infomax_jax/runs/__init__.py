@@ -5,6 +5,7 @@
 * ``timing``: one ``timing.json`` per run folder, accumulated over resumes.
 * ``tables``: CSV files and Markdown tables.
 * ``plots``: figure helpers (panels, interval bands, percentile bands).
+* ``replicas``: per-seed records of a batched run, their mean and intervals.
 * ``config``: config copies with overrides; ``validate``, every field checked
   before any work.
 * ``workdir``: the run folder's lock and pinned config.
@@ -13,6 +14,7 @@
 """
 
 from infomax_jax.runs import plots
+from infomax_jax.runs import replicas
 from infomax_jax.runs import tables
 from infomax_jax.runs import workdir
 from infomax_jax.runs.checkpoints import CheckpointError

@@ -103,8 +103,9 @@ class Checkpoints:
           os.remove(os.path.join(self.directory, name))
 
   def _check(self, step: int, state: PyTree) -> None:
-    if int(jax.device_get(state.step)) != step:
-      raise ValueError(f'it holds step {int(state.step)}')
+    held = np.unique(np.asarray(jax.device_get(state.step)))   # one per replica
+    if held.tolist() != [step]:
+      raise ValueError(f'it holds step {held.tolist()}')
     leaves = _host_leaves(state)
     bad = non_finite_leaf(leaves)
     if bad is not None:

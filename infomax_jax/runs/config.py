@@ -60,7 +60,8 @@ _INTS = {'seed': None, 'num_steps': 0, 'batch_size': 1, 'log_every': 1,
          'eval_every': 1, 'checkpoint_every': 1, 'keep_checkpoints': 1,
          'eval_batches': 1, 'probe_steps': 0, 'mlp_probe_steps': 0,
          'train_examples': 0, 'test_examples': 0, 'probe_train_examples': 0,
-         'warmup_steps': 0, 'classifier_steps': 1, 'jacobian_examples': 1}
+         'warmup_steps': 0, 'classifier_steps': 1, 'jacobian_examples': 1,
+         'num_seeds': 1}
 
 
 _PLURALS = ('bound', 'critic', 'encoder')
