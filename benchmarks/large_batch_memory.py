@@ -36,19 +36,31 @@ import os
 import subprocess
 import sys
 import time
+import types
 from typing import Sequence
 
 from absl import app
 from absl import flags
 
-_KS = flags.DEFINE_list('ks', ['1024', '4096', '16384', '65536'], 'Batch sizes K.')
-_METHODS = flags.DEFINE_list('methods', ['plain', 'streaming', 'gradcache'],
-                             "Methods: 'plain', 'streaming', 'gradcache'.")
-_CHUNK = flags.DEFINE_integer('chunk', 4096, 'GradCache rows per encoder chunk.')
-_BLOCK = flags.DEFINE_integer('block_size', 1024, 'Column block of the streaming loss.')
-_EXECUTE = flags.DEFINE_list('execute', [], 'Methods to also run once per K in a '
-                             'child process (peak RSS and step time).')
-_CHILD = flags.DEFINE_string('child', None, 'Internal: run METHOD,K once.')
+
+def _define_flags() -> dict:
+  """The command-line flags, defined only when run as a program (the module is
+  also imported by tests/test_gradcache.py, beside other benchmarks' flags)."""
+  # pylint: disable=invalid-name
+  _KS = flags.DEFINE_list('ks', ['1024', '4096', '16384', '65536'], 'Batch sizes K.')
+  _METHODS = flags.DEFINE_list('methods', ['plain', 'streaming', 'gradcache'],
+                               "Methods: 'plain', 'streaming', 'gradcache'.")
+  _CHUNK = flags.DEFINE_integer('chunk', 4096, 'GradCache rows per encoder chunk.')
+  _BLOCK = flags.DEFINE_integer('block_size', 1024, 'Column block of the streaming loss.')
+  _EXECUTE = flags.DEFINE_list('execute', [], 'Methods to also run once per K in a '
+                               'child process (peak RSS and step time).')
+  _CHILD = flags.DEFINE_string('child', None, 'Internal: run METHOD,K once.')
+  return dict(ks=_KS, methods=_METHODS, chunk=_CHUNK, block=_BLOCK, execute=_EXECUTE,
+              child=_CHILD)
+
+
+_F = types.SimpleNamespace()   # the flags, once defined
+
 
 FEATURES = (300, 300, 100)
 PIXELS = 392
@@ -125,7 +137,7 @@ def _child(method: str, k: int, chunk: int, block: int) -> dict:
 
 def run_child(method: str, k: int) -> dict:
   cmd = [sys.executable, '-m', 'benchmarks.large_batch_memory', f'--child={method},{k}',
-         f'--chunk={_CHUNK.value}', f'--block_size={_BLOCK.value}']
+         f'--chunk={_F.chunk.value}', f'--block_size={_F.block.value}']
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
@@ -143,9 +155,9 @@ def _gib(b) -> str:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
-  if _CHILD.value:
-    method, k = _CHILD.value.split(',')
-    row = _child(method, int(k), _CHUNK.value, _BLOCK.value)
+  if _F.child.value:
+    method, k = _F.child.value.split(',')
+    row = _child(method, int(k), _F.chunk.value, _F.block.value)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent
     # (which compiled the dense K = 65536 step) through fork and exec.
     with open('/proc/self/status') as f:
@@ -156,25 +168,25 @@ def main(argv: Sequence[str]) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   print(f'device: {jax.devices()[0].platform}; Fig. 3 step: MLP encoders {FEATURES} '
         f'on {PIXELS} pixels, bilinear critic, -InfoNCE, Adam; streaming block '
-        f'{_BLOCK.value}, GradCache chunk {_CHUNK.value}; compiled memory analysis '
+        f'{_F.block.value}, GradCache chunk {_F.chunk.value}; compiled memory analysis '
         '(GiB)', flush=True)
   rows = {}
-  for k in map(int, _KS.value):
-    for method in _METHODS.value:
-      rows[k, method] = compiled_memory(method, k, _CHUNK.value, _BLOCK.value)
+  for k in map(int, _F.ks.value):
+    for method in _F.methods.value:
+      rows[k, method] = compiled_memory(method, k, _F.chunk.value, _F.block.value)
       print(json.dumps(rows[k, method]), flush=True)
   runs = {}
-  for k in map(int, _KS.value):
-    for method in _EXECUTE.value:
+  for k in map(int, _F.ks.value):
+    for method in _F.execute.value:
       runs[k, method] = run_child(method, k)
       print(json.dumps({'k': k, 'method': method, **runs[k, method]}), flush=True)
-  head = ' | '.join(f'{m} total | {m} temp' for m in _METHODS.value)
+  head = ' | '.join(f'{m} total | {m} temp' for m in _F.methods.value)
   print(f'\n| K | args | {head} |')
-  print('|---:|---:|' + '---:|' * (2 * len(_METHODS.value)))
-  for k in map(int, _KS.value):
+  print('|---:|---:|' + '---:|' * (2 * len(_F.methods.value)))
+  for k in map(int, _F.ks.value):
     cells = ' | '.join(f'{_gib(rows[k, m]["total"])} | {_gib(rows[k, m]["temp"])}'
-                       for m in _METHODS.value)
-    print(f'| {k} | {_gib(rows[k, _METHODS.value[0]]["args"])} | {cells} |')
+                       for m in _F.methods.value)
+    print(f'| {k} | {_gib(rows[k, _F.methods.value[0]]["args"])} | {cells} |')
   if runs:
     print('\n| K | method | peak RSS (GiB) | step (s) | first step incl. compile (s) '
           '| loss |')
@@ -188,4 +200,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
+  _F.__dict__.update(_define_flags())
   app.run(main)

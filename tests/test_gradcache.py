@@ -137,3 +137,13 @@ def test_bad_arguments_raise():
   with pytest.raises(ValueError, match='same leading'):
     gradcache.chunked_apply(lambda p, v: v['a'] @ p, p,
                             {'a': jnp.ones((4, 3)), 'b': jnp.ones((5,))}, chunk_size=2)
+
+
+def test_fig3_training_step_at_k65536_fits_in_2_gib():
+  """Issue #18's bar: the whole step (MLP encoders [300, 300, 100], bilinear
+  critic, InfoNCE, Adam) at K = 65536 within 2 GiB, by XLA's compiled account."""
+  from benchmarks import large_batch_memory  # pylint: disable=g-import-not-at-top
+  cached = large_batch_memory.compiled_memory('gradcache', 65536, 4096, 1024)
+  plain = large_batch_memory.compiled_memory('plain', 65536, 4096, 1024)
+  assert cached['total'] <= 2 * 2**30, cached
+  assert plain['total'] > 16 * 2**30, plain      # the dense step: two 16 GiB matrices

@@ -27,7 +27,19 @@ gradients (tests/test_parallel.py):
   around a ring of ``ppermute`` (``collective='ring'``: device i sees device
   i-t's block at step t; column statistics travel with their block and come
   home after n steps). Either way each device's scores are computed densely or
-  streamed (``block_size``); gradients flow back through the collectives.
+  streamed (``block_size``); gradients flow back through the collectives. The
+  ring has its own backward pass (a second ring carrying each block with its
+  column statistics and its dy accumulator), so a device holds O(K/n d)
+  embeddings and one (K/n, B) score block at any time: its memory falls as
+  devices are added (benchmarks/large_batch_sharded_memory.py), where
+  all_gather holds all K rows of y.
+
+Precision: ``matmul_dtype='bfloat16'`` (or 'float16') runs every score matmul
+in that dtype with float32 accumulation, and keeps the log-sum-exps, the
+estimate and the gradients in float32 (tests/test_precision.py bounds the
+error against float64). ``implementation='pallas'`` computes the row/column
+log-sum-exps and their gradients in a fused kernel
+(``infomax_jax.kernels.pairwise_lse``).
 
 The bounds (``infonce``, ``symmetric`` InfoNCE, ``dv``, ``nwj``, ``jsd``,
 ``nt_xent``) take embeddings x, y of shape (K, d) (or a device's (K/n, d)
@@ -197,19 +209,27 @@ def _masked_scores(x: Array, yb: Array, row_ids: Array, col_ids: Array,
     s = jnp.dot(x, yb.T, preferred_element_type=jnp.float32)
   else:
     s = _scores(x, yb, want.mm)
-  keep = jnp.ones(s.shape, bool)
+  # keep is None when every pair is kept: no (K, B) mask at all. (A mask that
+  # depends on the block index alone would be hoisted out of an enclosing
+  # differentiated scan, the ring, and stacked for every block: O(K^2).)
+  keep = None
   if valid is not None:
-    keep = keep & valid[None, :]
+    keep = jnp.broadcast_to(valid[None, :], s.shape)
   if want.exclude_self:
-    keep = keep & (row_ids[:, None] != col_ids[None, :])
+    other = row_ids[:, None] != col_ids[None, :]
+    keep = other if keep is None else keep & other
   return s, keep
+
+
+def _where(keep: Optional[Array], a: Array, fill) -> Array:
+  return a if keep is None else jnp.where(keep, a, fill)
 
 
 def _lse(s: Array, keep: Array, axis: int) -> Array:
   """log-sum-exp over ``axis`` of the kept entries; -inf where none is kept."""
   # Masked entries are -inf *before* exp: exp of a large left-out score (a
   # positive pair) must not overflow, or its zero cotangent would become NaN.
-  s = jnp.where(keep, s, -jnp.inf)
+  s = _where(keep, s, -jnp.inf)
   m = jax.lax.stop_gradient(_safe(jnp.max(s, axis=axis, keepdims=True)))
   return jnp.squeeze(m + jnp.log(jnp.sum(jnp.exp(s - m), axis=axis,
                                          keepdims=True)), axis)
@@ -224,7 +244,7 @@ def _dense_stats(x, y, row_offset, col_offset, want: _Want) -> PairStats:
   return PairStats(
       _lse(s, keep, 1) if want.rows else empty,
       _lse(s, keep, 0) if want.columns else empty,
-      (jnp.sum(jnp.where(keep, jax.nn.softplus(s), 0.0)) if want.softplus
+      (jnp.sum(_where(keep, jax.nn.softplus(s), 0.0)) if want.softplus
        else jnp.zeros((), jnp.float32)))
 
 
@@ -240,16 +260,17 @@ def _streaming_forward(x, y, row_offset, col_offset, want: _Want, block_size: in
   kx, ky = x.shape[0], y.shape[0]
   yb, nb = _blocks(y, block_size)
   row_ids = row_offset + jnp.arange(kx)
+  padded = ky % block_size != 0
 
-  def body(carry, inputs):
-    m, l, sp = carry
-    y_blk, b = inputs
+  # The block index b is carried, not scanned over (see _masked_scores).
+  def body(carry, y_blk):
+    m, l, sp, b = carry
     local = b * block_size + jnp.arange(block_size)
-    s, keep = _masked_scores(x, y_blk, row_ids, col_offset + local, local < ky,
-                             want)
+    s, keep = _masked_scores(x, y_blk, row_ids, col_offset + local,
+                             local < ky if padded else None, want)
     col = jnp.zeros((0,), jnp.float32)
     if want.rows:                       # online log-sum-exp along the row
-      sm = jnp.where(keep, s, -jnp.inf)
+      sm = _where(keep, s, -jnp.inf)
       m_new = jnp.maximum(m, jnp.max(sm, axis=1))
       shift = _safe(m_new)
       l = l * jnp.exp(m - shift) + jnp.sum(jnp.exp(sm - shift[:, None]), axis=1)
@@ -257,13 +278,14 @@ def _streaming_forward(x, y, row_offset, col_offset, want: _Want, block_size: in
     if want.columns:                    # a block holds every row of its columns
       col = _lse(s, keep, 0)
     if want.softplus:
-      sp = sp + jnp.sum(jnp.where(keep, jax.nn.softplus(s), 0.0))
-    return (m, l, sp), col
+      sp = sp + jnp.sum(_where(keep, jax.nn.softplus(s), 0.0))
+    return (m, l, sp, b + 1), col
 
   init = _varying_like(
       (jnp.full((kx,), -jnp.inf, jnp.float32), jnp.zeros((kx,), jnp.float32),
-       jnp.zeros((), jnp.float32)), x, y, row_offset, col_offset)
-  (m, l, sp), col = jax.lax.scan(body, init, (yb, jnp.arange(nb)))
+       jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)), x, y, row_offset,
+      col_offset)
+  (m, l, sp, _), col = jax.lax.scan(body, init, yb)
   empty = jnp.zeros((0,), jnp.float32)
   return PairStats(
       _safe(m) + jnp.log(l) if want.rows else empty,
@@ -309,17 +331,19 @@ def _streaming_bwd(want, block_size, residuals, cotangent):
   yb, nb = _blocks(y, block_size)
   row_ids = row_offset + jnp.arange(kx)
   pad = nb * block_size - ky
+  padded = pad != 0
   col_lse = jnp.pad(_safe(stats.col_lse), (0, pad)).reshape(nb, block_size) \
       if want.columns else jnp.zeros((nb, 0))
   g_col = jnp.pad(g.col_lse, (0, pad)).reshape(nb, block_size) \
       if want.columns else jnp.zeros((nb, 0))
   row_lse = _safe(stats.row_lse)
 
-  def body(dx, inputs):
-    y_blk, b, col_lse_b, g_col_b = inputs
+  def body(carry, inputs):
+    dx, b = carry                       # the block index: see _streaming_forward
+    y_blk, col_lse_b, g_col_b = inputs
     local = b * block_size + jnp.arange(block_size)
-    s, keep = _masked_scores(x, y_blk, row_ids, col_offset + local, local < ky,
-                             want)
+    s, keep = _masked_scores(x, y_blk, row_ids, col_offset + local,
+                             local < ky if padded else None, want)
     ds = jnp.zeros_like(s)
     if want.rows:
       ds = ds + g.row_lse[:, None] * jnp.exp(s - row_lse[:, None])
@@ -327,13 +351,12 @@ def _streaming_bwd(want, block_size, residuals, cotangent):
       ds = ds + g_col_b[None, :] * jnp.exp(s - col_lse_b[None, :])
     if want.softplus:
       ds = ds + g.softplus_sum * jax.nn.sigmoid(s)
-    ds = jnp.where(keep, ds, 0.0)
-    return dx + _product(ds, y_blk, want.mm), _product(ds.T, x, want.mm)
+    ds = _where(keep, ds, 0.0)
+    return (dx + _product(ds, y_blk, want.mm), b + 1), _product(ds.T, x, want.mm)
 
-  dx, dyb = jax.lax.scan(body, _varying_like(jnp.zeros(x.shape, jnp.float32),
-                                             x, y, row_offset, col_offset,
-                                             g.row_lse, g.col_lse),
-                         (yb, jnp.arange(nb), col_lse, g_col))
+  init = _varying_like((jnp.zeros(x.shape, jnp.float32), jnp.zeros((), jnp.int32)),
+                       x, y, row_offset, col_offset, g.row_lse, g.col_lse)
+  (dx, _), dyb = jax.lax.scan(body, init, (yb, col_lse, g_col))
   dy = dyb.reshape(-1, y.shape[1])[:ky]
   return dx.astype(x.dtype), dy.astype(y.dtype), None, None
 
@@ -373,7 +396,6 @@ def _sharded_stats(x, y, want: _Want, block_size, axis_name: str,
 
   ``col_lse`` is returned for this device's own columns, over every row.
   """
-  n = jax.lax.axis_size(axis_name)
   i = jax.lax.axis_index(axis_name)
   k = x.shape[0]
   if collective == 'all_gather':
@@ -386,7 +408,21 @@ def _sharded_stats(x, y, want: _Want, block_size, axis_name: str,
         else stats.softplus_sum
     return PairStats(stats.row_lse, col, sp)
 
-  # Ring: after t shifts, device i holds the block of device (i - t) mod n.
+  stats = _ring_stats(x, y, want, block_size, axis_name)
+  sp = jax.lax.psum(stats.softplus_sum, axis_name) if want.softplus \
+      else stats.softplus_sum
+  return PairStats(stats.row_lse, stats.col_lse, sp)
+
+
+def _ring_forward(x, y, want: _Want, block_size, axis_name: str) -> PairStats:
+  """The ring: after t shifts, device i holds the y block of device (i - t) mod n.
+
+  Column statistics travel with their block and come home after n shifts;
+  ``softplus_sum`` is this device's rows' (summed over devices by the caller).
+  """
+  n = jax.lax.axis_size(axis_name)
+  i = jax.lax.axis_index(axis_name)
+  k = x.shape[0]
   perm = [(j, (j + 1) % n) for j in range(n)]
   first = _local_stats(x, y, i * k, i * k, want, block_size)
 
@@ -407,9 +443,61 @@ def _sharded_stats(x, y, want: _Want, block_size, axis_name: str,
   (_, row, col, sp), _ = jax.lax.scan(body, carry, jnp.arange(1, n))
   if want.columns:                      # the accumulators come home
     col = jax.lax.ppermute(col, axis_name, perm)
-  if want.softplus:
-    sp = jax.lax.psum(sp, axis_name)
   return PairStats(row, col, sp)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _ring_stats(x, y, want: _Want, block_size, axis_name: str) -> PairStats:
+  return _ring_forward(x, y, want, block_size, axis_name)
+
+
+def _ring_fwd(x, y, want, block_size, axis_name):
+  stats = _ring_forward(x, y, want, block_size, axis_name)
+  return stats, (x, y, stats)
+
+
+def _ring_bwd(want, block_size, axis_name, residuals, g):
+  """A second ring: each y block travels again with its column statistics,
+  their cotangents and its dy accumulator; every device adds its rows' share.
+
+  Autodiff of the forward ring would keep every visited y block for the
+  backward pass (O(K d) per device); this keeps O(K/n d): the blocks are
+  passed around again instead (as Inf-CL's backward ring does).
+  """
+  x, y, stats = residuals
+  n = jax.lax.axis_size(axis_name)
+  i = jax.lax.axis_index(axis_name)
+  k = x.shape[0]
+  perm = [(j, (j + 1) % n) for j in range(n)]
+  bs = min(block_size or k, k)
+  empty = jnp.zeros((0,), jnp.float32)
+
+  def local(y_blk, owner, col_b, g_col_b):
+    # With the global normalisers the streaming backward pass of one (x, y_blk)
+    # pair is exactly this pair's share of the gradient.
+    return _streaming_bwd(
+        dataclasses.replace(want, kernel=False), bs,
+        (x, y_blk, i * k, owner * k, PairStats(stats.row_lse, col_b, empty)),
+        PairStats(g.row_lse, g_col_b, g.softplus_sum))[:2]
+
+  dx, dy_acc = local(y, i, stats.col_lse, g.col_lse)
+
+  def body(carry, t):
+    dx, y_blk, col_b, g_col_b, dy_acc = carry
+    y_blk, col_b, g_col_b, dy_acc = jax.lax.ppermute(
+        (y_blk, col_b, g_col_b, dy_acc), axis_name, perm)
+    dx_t, dy_t = local(y_blk, (i - t) % n, col_b, g_col_b)
+    return (dx + dx_t, y_blk, col_b, g_col_b, dy_acc + dy_t), None
+
+  carry = jax.tree.map(
+      lambda v: v if _varying_axes(v) >= _varying_axes(x) else _varying_like(v, x),
+      (dx.astype(jnp.float32), y, stats.col_lse, g.col_lse, dy_acc.astype(jnp.float32)))
+  (dx, _, _, _, dy_acc), _ = jax.lax.scan(body, carry, jnp.arange(1, n))
+  dy = jax.lax.ppermute(dy_acc, axis_name, perm)          # home to the owner
+  return dx.astype(x.dtype), dy.astype(y.dtype)
+
+
+_ring_stats.defvjp(_ring_fwd, _ring_bwd)
 
 
 def pairwise_statistics(x: Array, y: Array, *, rows: bool = True,

@@ -235,9 +235,13 @@ def pairwise_lse(x: Array, y: Array, *, rows: bool = True, columns: bool = False
   delta = jnp.reshape(jnp.asarray(col_offset, jnp.int32)
                       - jnp.asarray(row_offset, jnp.int32), (1,))
   mm = jnp.dtype(matmul_dtype or dtype).name
-  return _pairwise_lse(x.astype(dtype), y.astype(dtype), delta, rows, columns,
-                       exclude_self, min(block_rows, _pow2_at_least(x.shape[0])),
-                       min(block_cols, _pow2_at_least(y.shape[0])), interpret, mm)
+  d = x.shape[1]
+  d_pad = max(16, _pow2_at_least(d)) - d   # Triton tiles: powers of two; zeros add 0
+  x, y = (jnp.pad(a.astype(dtype), ((0, 0), (0, d_pad))) for a in (x, y))
+  row, col = _pairwise_lse(x, y, delta, rows, columns, exclude_self,
+                           min(block_rows, _pow2_at_least(x.shape[0])),
+                           min(block_cols, _pow2_at_least(y.shape[0])), interpret, mm)
+  return row, col
 
 
 def _pow2_at_least(n: int) -> int:
