@@ -43,9 +43,10 @@ def _max_rel(a, b):
   return diff / max(float(jnp.max(jnp.abs(v))) for v in jax.tree.leaves(b))
 
 
-@pytest.mark.parametrize('critic,kwargs', [('bilinear', {}),
-                                           ('separable', dict(hidden=(8,), embed_dim=6)),
-                                           ('concat', dict(hidden=(8,)))])
+@pytest.mark.parametrize('critic,kwargs', [
+    ('bilinear', {}),
+    pytest.param('separable', dict(hidden=(8,), embed_dim=6), marks=pytest.mark.slow),
+    pytest.param('concat', dict(hidden=(8,)), marks=pytest.mark.slow)])
 def test_two_view_gradients_equal_plain_autodiff_float64(critic, kwargs):
   with _x64():
     model = _model(critic, **kwargs)

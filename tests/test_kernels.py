@@ -40,7 +40,9 @@ def _dense_lse64(x, y, exclude_self, row_offset, col_offset):
 
 
 @pytest.mark.parametrize('exclude_self,row_offset,col_offset',
-                         [(False, 0, 0), (True, 0, 0), (True, 5, 0), (True, 0, 40)])
+                         [(False, 0, 0), (True, 5, 0),
+                          pytest.param(True, 0, 0, marks=pytest.mark.slow),
+                          pytest.param(True, 0, 40, marks=pytest.mark.slow)])
 def test_values_and_gradients_match_dense_float64(exclude_self, row_offset, col_offset):
   x, y = _data()                 # 100 x 70: partial last tiles in both directions
   w_row = jax.random.normal(jax.random.PRNGKey(2), (100,))
