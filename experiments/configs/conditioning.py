@@ -27,9 +27,9 @@ LayerNorm, DIM(L) InfoNCE) on MNIST zero-padded to 32×32 and tiled to 3
 channels (3072-d inputs); every evaluation records the exact spectrum of
 dY/dx (64 x 3072: 64 VJPs per input), log kappa over the rank (sigma_1 /
 sigma_64), the effective rank, the matrix-free log kappa (certified to rtol
-1e-2) and a linear probe on Y. CPU-sized (the paper's encoder, ~1 step/s on
-2 cores): 10000 train images, batch 64, 400 steps, eval every 100 on 16
-fixed inputs:
+1e-2) and a linear probe on Y. CPU-sized (the paper's encoder, ~3.5 steps/s on
+2 cores with LayerNorm): 10000 train images, batch 64, 2000 steps, eval
+every 250 on 16 fixed inputs (~12 min):
 
   python -m experiments.conditioning --config=experiments/configs/conditioning.py:dim \
       --workdir=runs/conditioning_dim
@@ -69,7 +69,7 @@ def dim_config(variant: str) -> ml_collections.ConfigDict:
   config.test_examples = 2000
   config.probe_train_examples = 5000
   config.probe_steps = 100
-  common.schedule(config, 400, 100, log_every=50, checkpoint_every=100)
+  common.schedule(config, 2000, 250, log_every=50, checkpoint_every=250)
   _jacobian_fields(config, 16, 16)
   if variant == 'dim_tiny':
     config.critic_units = 64
