@@ -80,6 +80,7 @@ def test_low_rank_residual_mlp_matches_brute_force_with_few_iterations():
   assert np.max(np.abs(np.asarray(got.log_kappa) - exact)) <= 0.01
 
 
+@pytest.mark.slow
 def test_invertible_flow_uses_the_inverse():
   dim = 128
   model = flows.RealNVP(num_couplings=3, hidden=(32,), coupling='affine_softplus',
@@ -131,6 +132,16 @@ def test_chunked_matrix_free_equals_one_chunk():
   parts = jacobian.log_condition_numbers(f, xs, method='matrix_free', chunk_size=2)
   np.testing.assert_allclose(parts.log_kappa, whole.log_kappa, rtol=1e-5)
   np.testing.assert_array_equal(parts.converged, whole.converged)
+
+
+@pytest.mark.parametrize('p, max_iters', [(100, 256), (392, 256), (256, 64), (48, 256)])
+def test_stages_exhaust_past_half_the_space(p, max_iters):
+  # Misconvergence guard: with max_iters >= p, no test between p / 2 and p
+  # (measured: a ConvNet certified at k = 96 of 100 was off by 0.072).
+  sizes = jacobian._stages(p, max_iters)
+  assert sizes == sorted(set(sizes)) and sizes[-1] == min(p, max_iters)
+  if max_iters >= p:
+    assert all(s < p // 2 for s in sizes[:-1]) or sizes == [p]
 
 
 def test_effective_rank_closed_forms():

@@ -1,5 +1,6 @@
-"""Smoke tests of the conditioning experiment at image scale (issue #21):
-the DIM encoder on 32×32×3 inputs, and the spectra of the Fig. 2 setting."""
+"""Smoke tests of the conditioning experiment at image scale (issue #21): the
+DIM encoder on 32×32×3 inputs. The Fig. 2 (twoview) path runs in
+tests/test_experiments_jac_adv.py with the same evaluation hook."""
 
 import math
 
@@ -9,7 +10,6 @@ import pytest
 from experiments import conditioning
 from experiments.configs import conditioning as conditioning_config
 from infomax_jax import runs
-from infomax_jax import twoview
 
 
 def _is_png(path) -> bool:
@@ -67,19 +67,3 @@ def test_dim_tiny_on_32x32x3(tmp_path, mnist_dir):
       evals[-1]['log_cond_p100'],
       np.max(np.log(spectra[10][:, 0] / spectra[10][:, -1])), rtol=1e-5)
   assert _is_png(tmp_path / 'spectra.png')
-
-
-@pytest.mark.slow
-def test_twoview_tiny_writes_spectra(tmp_path, mnist_dir, monkeypatch):
-  monkeypatch.setattr(twoview, 'pixel_baselines',
-                      lambda *a: {'baseline_clean_pixels': 0.85,
-                                  'baseline_noisy_pixels': 0.84})
-  config = conditioning_config.get_config('tiny')
-  config.data_dir = str(mnist_dir)
-  conditioning.run(config, str(tmp_path))
-  evals = runs.read_metrics(str(tmp_path), 'eval')
-  assert [r['step'] for r in evals] == [0, 20]
-  # Identity at init: all 392 singular values ~1, effective rank ~392.
-  assert evals[0]['eff_rank'] > 391.0
-  assert conditioning.load_spectra(str(tmp_path))[20].shape == (8, 392)
-  assert _is_png(tmp_path / 'spectra.png') and _is_png(tmp_path / 'conditioning.png')
