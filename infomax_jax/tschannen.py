@@ -5,6 +5,7 @@ baselines (cached in the workdir, keyed by what they depend on), training one
 run or a grid of runs, and the paper's figures.
 """
 
+import hashlib
 import json
 import os
 import time
@@ -29,26 +30,63 @@ def load_views(config: Config) -> tuple[twoview.Views, twoview.Views]:
           twoview.Views(config, 'test'))
 
 
+def cache_dir() -> str:
+  """The cache of results keyed by content: ``$INFOMAX_CACHE_DIR``, else
+  ``~/.cache/infomax_jax``."""
+  return os.environ.get('INFOMAX_CACHE_DIR') or os.path.join(
+      os.path.expanduser('~'), '.cache', 'infomax_jax')
+
+
+def _content_key(config: Config, train_views: twoview.Views,
+                 test_views: twoview.Views) -> dict[str, Any]:
+  """What the pixel baselines depend on: the settings of ``BASELINE_FIELDS``
+  that shape them and a SHA-256 of the images and labels themselves."""
+  digest = hashlib.sha256()
+  for views in (train_views, test_views):
+    for array in (views.images, views.labels):
+      array = np.ascontiguousarray(array)
+      digest.update(f'{array.dtype}{array.shape}'.encode())
+      digest.update(array.tobytes())
+  key = {f: config.get(f) for f in BASELINE_FIELDS if f not in ('dataset', 'data_dir',
+                                                               'train_examples')}
+  return {**json.loads(runs.to_json(key)), 'data_sha256': digest.hexdigest()}
+
+
 def baselines(config: Config, train_views: twoview.Views,
               test_views: twoview.Views, workdir: str) -> dict[str, float]:
-  """``twoview.pixel_baselines``, cached in ``workdir/baselines.json``.
+  """``twoview.pixel_baselines``, cached by content.
 
-  The cache holds the settings it was computed with; a config that differs in
-  any of ``BASELINE_FIELDS`` (or in the data sizes) recomputes it.
+  The key is the data's SHA-256 and the settings they depend on
+  (``_content_key``): a result is reused from ``workdir/baselines.json`` or
+  from the shared cache (``cache_dir()/baselines/<sha>.json``, so a new
+  workdir on the same data does not recompute it), else computed and written
+  to both.
   """
-  key = {f: config.get(f) for f in BASELINE_FIELDS}
-  key['sizes'] = [int(train_views.images.shape[0]), int(test_views.images.shape[0])]
-  path = os.path.join(workdir, 'baselines.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      cached = json.load(f)
-    if cached.get('settings') == json.loads(runs.to_json(key)):
+  key = _content_key(config, train_views, test_views)
+  name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+  shared = os.path.join(cache_dir(), 'baselines', f'{name}.json')
+  local = os.path.join(workdir, 'baselines.json')
+  for path in (local, shared):
+    try:
+      with open(path) as f:
+        cached = json.load(f)
+    except (OSError, ValueError):
+      continue
+    if cached.get('settings') == key:
+      if path == shared:
+        os.makedirs(workdir, exist_ok=True)
+        runs.write_text(local, json.dumps(cached, indent=1))
       return cached['baselines']
   t0 = time.time()
   values = twoview.pixel_baselines(config, train_views, test_views)
+  text = json.dumps({'settings': key, 'baselines': values}, indent=1)
   os.makedirs(workdir, exist_ok=True)
-  runs.write_text(path, json.dumps({'settings': json.loads(runs.to_json(key)),
-                                    'baselines': values}, indent=1))
+  runs.write_text(local, text)
+  try:
+    os.makedirs(os.path.dirname(shared), exist_ok=True)
+    runs.write_text(shared, text)
+  except OSError as e:   # a read-only home is no reason to fail the run
+    print(f'note: could not write the baseline cache {shared}: {e}', flush=True)
   print(f'pixel baselines: {values} ({time.time() - t0:.1f}s)', flush=True)
   return values
 

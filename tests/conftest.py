@@ -23,3 +23,16 @@ def mnist_dir() -> pathlib.Path:
     pytest.fail(f'{data.DATA_DIR_ENV}={os.environ[data.DATA_DIR_ENV]!r} is set '
                 f'but {path / "mnist.npz"} does not exist')
   return path
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _private_cache_dir(tmp_path_factory):
+  """Results cached by content (pixel baselines) go to a fresh folder per
+  session, never to the user's ~/.cache."""
+  old = os.environ.get('INFOMAX_CACHE_DIR')
+  os.environ['INFOMAX_CACHE_DIR'] = str(tmp_path_factory.mktemp('cache'))
+  yield
+  if old is None:
+    os.environ.pop('INFOMAX_CACHE_DIR', None)
+  else:
+    os.environ['INFOMAX_CACHE_DIR'] = old

@@ -34,10 +34,14 @@ def training(config: ml_collections.ConfigDict | None = None,
 
 
 def twoview_eval(config: ml_collections.ConfigDict, *, eval_batches: int = 20,
-                 probe_steps: int = 500) -> ml_collections.ConfigDict:
+                 probe_steps: int = 500, probe_warm_steps: int = 150
+                 ) -> ml_collections.ConfigDict:
   """The evaluation fields of the two-view (Tschannen et al.) experiments."""
   config.eval_batches = eval_batches   # batches of batch_size for the MI estimates
   config.probe_steps = probe_steps     # L-BFGS iterations of the linear probe
+  # Later probes of a run start from the previous fit: this many iterations
+  # (0: every fit cold, probe_steps from zero).
+  config.probe_warm_steps = probe_warm_steps
   return config
 
 

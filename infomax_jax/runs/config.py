@@ -61,7 +61,7 @@ _INTS = {'seed': None, 'num_steps': 0, 'batch_size': 1, 'log_every': 1,
          'eval_batches': 1, 'probe_steps': 0, 'mlp_probe_steps': 0,
          'train_examples': 0, 'test_examples': 0, 'probe_train_examples': 0,
          'warmup_steps': 0, 'classifier_steps': 1, 'jacobian_examples': 1,
-         'num_seeds': 1}
+         'num_seeds': 1, 'probe_warm_steps': 0}
 
 
 _PLURALS = ('bound', 'critic', 'encoder')

@@ -1,0 +1,89 @@
+"""Replica throughput: N seeds vmapped in one program vs N separate processes.
+
+  INFOMAX_DATA_DIR=../shared/data python -m benchmarks.replicas [--replicas=1,2,4,8] \
+      [--couplings=8] [--steps=30]
+
+The step is the invertible experiment's (Tschannen et al. Fig. 1a/b: two RealNVP
+encoders, bilinear critic, InfoNCE, Adam) through ``train.make_train_chunk``,
+exactly as ``config.num_seeds = N`` runs it. For each N it prints
+replica-steps/s of (a) one process training N vmapped replicas and (b) N
+processes, each training one seed, started together (each times its own
+steady state after compiling; the sum of their rates is the throughput), and
+the ratio (a)/(b). Everything is measured in one run, so the ratio holds even
+when the machine's speed drifts; quote the load average beside it.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from experiments.configs import invertible as invertible_config
+from infomax_jax import parallel
+from infomax_jax import train
+from infomax_jax import tschannen
+from infomax_jax import twoview
+
+
+def replica_steps_per_second(num_seeds: int, couplings: int, steps: int) -> float:
+  """Replica-steps/s of one process training ``num_seeds`` vmapped replicas."""
+  config = invertible_config.get_config('quick')
+  config.encoder_kwargs.num_couplings = couplings
+  config.train_examples = 2000
+  config.num_seeds = num_seeds
+  train_views, test_views = tschannen.load_views(config)
+  task = twoview.make_task(config, train_views, test_views)
+  tx = train.make_optimizer(config)
+  state = train.init_state(task, config, tx)
+  chunk = train.make_train_chunk(task, tx, parallel.make_mesh(), steps,
+                                 replicas=num_seeds > 1)
+  state, _ = chunk(state, task.data)   # compile + warm-up
+  jax.block_until_ready(state)
+  t0 = time.perf_counter()
+  state, _ = chunk(state, task.data)
+  jax.block_until_ready(state)
+  return num_seeds * steps / (time.perf_counter() - t0)
+
+
+def separate_processes(n: int, couplings: int, steps: int) -> float:
+  """Summed replica-steps/s of ``n`` one-seed processes run together."""
+  cmd = [sys.executable, '-m', 'benchmarks.replicas', '--worker',
+         f'--couplings={couplings}', f'--steps={steps}']
+  procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+  rates = [float(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+  return float(sum(rates))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--replicas', default='1,2,4,8')
+  parser.add_argument('--couplings', type=int, default=8)
+  parser.add_argument('--steps', type=int, default=30)
+  parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    print(replica_steps_per_second(1, args.couplings, args.steps), flush=True)
+    return
+  print(f'load average {os.getloadavg()[0]:.2f}; {jax.device_count()} device(s) '
+        f'{jax.devices()[0].platform}; RealNVP {args.couplings} couplings, '
+        f'batch 128, {args.steps} steps per timing', flush=True)
+  print('| N | vmapped replica-steps/s | N processes replica-steps/s | '
+        'vmapped / processes | vmapped vs N=1 |')
+  print('|---|---|---|---|---|')
+  base = None
+  for n in (int(v) for v in args.replicas.split(',')):
+    vmapped = replica_steps_per_second(n, args.couplings, args.steps)
+    base = base or vmapped
+    procs = separate_processes(n, args.couplings, args.steps)
+    print(f'| {n} | {vmapped:.1f} | {procs:.1f} | {vmapped / procs:.2f} | '
+          f'{vmapped / base:.2f} |', flush=True)
+  print(f'load average {os.getloadavg()[0]:.2f}')
+  np.set_printoptions()
+
+
+if __name__ == '__main__':
+  main()
