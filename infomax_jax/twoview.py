@@ -13,7 +13,9 @@ Config fields (besides those of ``infomax_jax.train``):
   dataset, data_dir, encoder, encoder_kwargs (ConfigDict; for 'realnvp' the
   two encoders get permutation seeds 0 and 1), critic, critic_kwargs, bound
   (a ``bounds.REGISTRY`` name of the scores alone), noise_std, target_mi (None: maximize),
-  eval_batches, probe_steps, train_examples (> 0: only the first N train
+  eval_batches, probe_steps, probe_warm_steps (later probes of a run start
+  from the previous fit; 0: every fit cold), num_seeds (replicas, see
+  ``infomax_jax.train``), train_examples (> 0: only the first N train
   images), embed_chunk (optional: encode in chunks of this many rows with
   gradient caching, ``infomax_jax.gradcache``; same gradients, encoder memory
   O(embed_chunk) instead of O(batch_size)).
