@@ -3,6 +3,7 @@
 Field meanings (read by ``infomax_jax.train``):
   seed              base seed: init, training keys and the fixed evaluation
                     batches (``infomax_jax.evaluation.eval_key``) derive from it.
+  num_seeds         replicas trained side by side (vmapped): seeds seed, seed+1, ...
   optimizer         'adam' or 'sgd'.
   learning_rate     step size.
   batch_size        global batch (sharded over the devices).
@@ -15,6 +16,7 @@ Field meanings (read by ``infomax_jax.train``):
 from typing import Any, Sequence
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def training(config: ml_collections.ConfigDict | None = None,
@@ -22,6 +24,7 @@ def training(config: ml_collections.ConfigDict | None = None,
   """Adds the shared training fields to ``config`` (new if None), then ``overrides``."""
   config = ml_collections.ConfigDict() if config is None else config
   config.seed = 0
+  config.num_seeds = 1   # > 1: seeds seed .. seed + num_seeds - 1, vmapped in one program
   config.optimizer = 'adam'
   config.learning_rate = 1e-4
   config.batch_size = 128
@@ -83,4 +86,7 @@ def twoview_data(config: ml_collections.ConfigDict,
   config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, then tfds
   config.train_examples = 0       # > 0: use only the first N train images
   config.noise_std = noise_std    # Gaussian noise on the views while training
+  # > 0: encode in chunks of this many rows with gradient caching (same
+  # gradients, encoder memory O(embed_chunk)); None: the whole batch at once.
+  config.embed_chunk = config_dict.placeholder(int)
   return config
