@@ -4,7 +4,8 @@ Tschannen et al. (ICLR 2020, Sec. 3.1 / Fig. 2) track the condition number
 kappa(J) = sigma_max(J) / sigma_min(J) of the Jacobian J = dg(x)/dx of an
 encoder g at data inputs x, and report percentiles of log kappa over a batch.
 
-* Exact path: ``J`` by ``jax.jacfwd`` (n forward-mode JVPs per input), vmapped
+* Exact path: ``J`` by ``jax.jacfwd`` (n forward-mode JVPs per input; in
+  ``singular_values``, ``jax.jacrev``'s m VJPs when m < n), vmapped
   over the batch inside ``lax.map(..., batch_size=chunk_size)`` so at most
   ``chunk_size`` dense Jacobians exist at once; singular values by an SVD in
   the same chunk (the (B, m, n) Jacobian stack is never materialised by
