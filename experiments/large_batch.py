@@ -197,10 +197,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     parallel.check_batch_size(k, mesh)
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, 'results.jsonl')
-  results = []
-  if os.path.exists(path):
-    with open(path) as f:
-      results = [json.loads(line) for line in f if line.strip()]
+  results = runs.read_jsonl(path)
   primary = jax.process_index() == 0
 
   def record(level, curve, k, critic_batch, row):

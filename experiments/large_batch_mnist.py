@@ -127,10 +127,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
                      f'the {n} training images')
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, 'results.jsonl')
-  results = []
-  if os.path.exists(path):
-    with open(path) as f:
-      results = [json.loads(line) for line in f if line.strip()]
+  results = runs.read_jsonl(path)
   for k in config.batch_sizes:
     if any(r['k'] == k for r in results):
       continue

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from infomax_jax import evaluation
 from infomax_jax import train
 
 
@@ -23,8 +24,10 @@ class Interrupt(Exception):
   """Raised by the evaluation hook at ``interrupt_at``: a simulated kill."""
 
 
-def task(sleep: float = 0.0, interrupt_at=None) -> train.Task:
-  """Noisy linear regression y = x . (1, 2, 3); evaluates ||w||."""
+def task(sleep: float = 0.0, interrupt_at=None, config_seed: int = 0) -> train.Task:
+  """Noisy linear regression y = x . (1, 2, 3); evaluates ||w||, w[0] and the
+  error on held-out inputs drawn from the seed (``seed=``, as for a replica of a
+  batched run; by default ``config_seed``, as the library's tasks do)."""
   w_true = jnp.arange(1.0, 4.0)
   xs = jax.random.normal(jax.random.PRNGKey(1), (256, 3))
 
@@ -41,11 +44,14 @@ def task(sleep: float = 0.0, interrupt_at=None) -> train.Task:
     mse = jnp.mean(err ** 2)
     return mse, ({'mse': mse}, aux)
 
-  def evaluate(params, aux, step):
+  def evaluate(params, aux, step, seed=None):
     if step == interrupt_at:
       raise Interrupt()
     time.sleep(sleep)
-    return {'w_norm': float(jnp.linalg.norm(params['w']))}
+    held_out = jax.random.normal(evaluation.eval_key(
+        config_seed if seed is None else seed, 'held_out'), (64, 3))
+    return {'w_norm': float(jnp.linalg.norm(params['w'])), 'w0': float(params['w'][0]),
+            'held_out_mse': float(jnp.mean((held_out @ (params['w'] - w_true)) ** 2))}
 
   return train.Task(init=init, sample=sample, loss=loss,
                     data={'x': xs, 'y': xs @ w_true}, evaluate=evaluate)

@@ -1,5 +1,7 @@
 """Replicas: N seeds trained side by side in one program (``config.num_seeds``)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -7,45 +9,26 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from infomax_jax import evaluation
 from infomax_jax import runs
 from infomax_jax import train
+from tests import fault_worker
 
 
-def _task(seed_aware: bool = True, blow_up_seed=None, config_seed: int = 0) -> train.Task:
-  """Noisy linear regression; the evaluation draws held-out batches from the
-  seed (by default the config's, as the library's tasks do)."""
-  w_true = jnp.arange(1.0, 4.0)
-  xs = jax.random.normal(jax.random.PRNGKey(1), (256, 3))
-
-  def init(key):
-    return {'w': 0.1 * jax.random.normal(key, (3,))}, ()
-
-  def sample(data, key):
-    idx = jax.random.choice(key, data['x'].shape[0], (8,), replace=False)
-    return jax.tree.map(lambda a: a[idx], data)
-
-  def loss(params, aux, batch, key):
-    err = batch['x'] @ params['w'] - batch['y'] + 0.01 * jax.random.normal(
-        key, batch['y'].shape)
-    mse = jnp.mean(err ** 2)
-    if blow_up_seed is not None:   # a replica whose init is large diverges
-      mse = jnp.where(jnp.abs(params['w'][0]) > 50, jnp.nan, mse)
-    return mse, ({'mse': mse}, aux)
-
-  def held_out(params, seed):
-    x = jax.random.normal(evaluation.eval_key(seed, 'held_out'), (64, 3))
-    return {'held_out_mse': float(jnp.mean((x @ params['w'] - x @ w_true) ** 2)),
-            'w0': float(params['w'][0])}
-
-  if seed_aware:
-    def evaluate(params, aux, step, seed=None):
-      return held_out(params, config_seed if seed is None else seed)
-  else:
-    def evaluate(params, aux, step):
-      return held_out(params, config_seed)
-  return train.Task(init=init, sample=sample, loss=loss,
-                    data={'x': xs, 'y': xs @ w_true}, evaluate=evaluate)
+def _task(seed_aware: bool = True, blow_up: bool = False, config_seed: int = 0) -> train.Task:
+  """The fault suite's noisy linear regression, whose evaluation draws held-out
+  inputs from the seed; optionally an evaluation hook without ``seed=``, or a
+  loss that turns NaN once |w[0]| > 50."""
+  task = fault_worker.task(config_seed=config_seed)
+  evaluate, loss = task.evaluate, task.loss
+  if not seed_aware:
+    task = dataclasses.replace(task, evaluate=lambda p, a, step: evaluate(p, a, step))
+  if blow_up:
+    def exploding(params, aux, batch, key):
+      value, (metrics, aux) = loss(params, aux, batch, key)
+      value = jnp.where(jnp.abs(params['w'][0]) > 50, jnp.nan, value)
+      return value, ({**metrics, 'mse': value}, aux)
+    task = dataclasses.replace(task, loss=exploding)
+  return task
 
 
 def _config(num_steps=20, **overrides):
@@ -114,7 +97,7 @@ def test_bad_num_seeds_is_named(tmp_path, bad):
 
 
 def test_non_finite_replica_is_named_by_its_seed(tmp_path):
-  task = _task(blow_up_seed=True)
+  task = _task(blow_up=True)
   init = task.init
 
   def init_big_for_seed_1(key):   # the replica of seed 1 starts far away

@@ -28,6 +28,7 @@ from infomax_jax.runs.config import validate
 from infomax_jax.runs.metrics import MetricWriter
 from infomax_jax.runs.metrics import Progress
 from infomax_jax.runs.metrics import check_finite
+from infomax_jax.runs.metrics import read_jsonl
 from infomax_jax.runs.metrics import read_metrics
 from infomax_jax.runs.metrics import series
 from infomax_jax.runs.metrics import to_python

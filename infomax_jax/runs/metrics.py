@@ -118,9 +118,16 @@ class MetricWriter:
     self.close()
 
 
-def _read(path: str) -> list[dict[str, Any]]:
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  """The records of a JSON-lines file (one object per line); [] if it does not exist."""
+  if not os.path.exists(path):
+    return []
   with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _read(path: str) -> list[dict[str, Any]]:
+  records = read_jsonl(path)
   for r in records:   # files written before the one schema said 'kind'
     if 'split' not in r and 'kind' in r:
       r['split'] = r.pop('kind')
