@@ -17,6 +17,11 @@ One module per concern:
 * ``masked_bounds``: JSD, InfoNCE, DV and NWJ on a rectangular score matrix
   whose positive pairs are given by a mask (exactly ``infomax_jax.bounds``
   when the mask is the identity).
+* ``qm9``: QM9 molecules (the CSV files of the PyPI package ``qm9pack``)
+  as graphs with PyG's QM9 features (RDKit), cached; the InfoGraph* split.
+* ``infograph_star``: InfoGraph* (semi-supervised regression with a
+  supervised and an unsupervised encoder tied by MI), its supervised
+  baseline, and a ridge probe of frozen embeddings.
 * ``dgi`` and ``infograph``: the models, objectives and ``train.Task`` s,
   trained through ``infomax_jax.train.train`` (checkpoints, exact resume),
   data parallel over every device; ``training``: what their training calls
@@ -61,6 +66,12 @@ from infomax_jax.graphs.infograph import infograph_objective
 from infomax_jax.graphs.infograph import infograph_steps_per_epoch
 from infomax_jax.graphs.infograph import infograph_task
 from infomax_jax.graphs.infograph import train_infograph
+from infomax_jax.graphs.infograph_star import InfoGraphStar
+from infomax_jax.graphs.infograph_star import InfoGraphStarResult
+from infomax_jax.graphs.infograph_star import infograph_star_loss
+from infomax_jax.graphs.infograph_star import infograph_star_task
+from infomax_jax.graphs.infograph_star import ridge_probe
+from infomax_jax.graphs.infograph_star import train_infograph_star
 from infomax_jax.graphs.layers import GCNLayer
 from infomax_jax.graphs.layers import GINLayer
 from infomax_jax.graphs.layers import dgi_summary
@@ -78,6 +89,9 @@ from infomax_jax.graphs.planetoid import restricted_load
 from infomax_jax.graphs.planetoid import restricted_loads
 from infomax_jax.graphs.protocol import Evaluation
 from infomax_jax.graphs.protocol import Protocol
+from infomax_jax.graphs.qm9 import QM9
+from infomax_jax.graphs.qm9 import load_qm9
+from infomax_jax.graphs.qm9 import qm9_split
 from infomax_jax.graphs.sparse import Features
 from infomax_jax.graphs.sparse import SparseMatrix
 from infomax_jax.graphs.sparse import matmul
@@ -104,11 +118,13 @@ __all__ = [
     'GINEncoder', 'InfoGraph', 'InfoGraphResult', 'infograph_config',
     'infograph_embeddings', 'infograph_init', 'infograph_masks',
     'infograph_objective', 'infograph_steps_per_epoch', 'infograph_task',
-    'train_infograph', 'GCNLayer', 'GINLayer', 'dgi_summary', 'mean_readout',
+    'train_infograph', 'InfoGraphStar', 'InfoGraphStarResult',
+    'infograph_star_loss', 'infograph_star_task', 'ridge_probe',
+    'train_infograph_star', 'GCNLayer', 'GINLayer', 'dgi_summary', 'mean_readout',
     'sum_readout', 'MASKED_BOUNDS', 'masked_bound', 'masked_logmeanexp',
     'masked_mean', 'PLANETOID_NAMES', 'Planetoid', 'UnsafePickleError',
     'load_planetoid', 'restricted_load', 'restricted_loads', 'Evaluation',
-    'Protocol', 'Features', 'SparseMatrix', 'matmul',
+    'Protocol', 'QM9', 'load_qm9', 'qm9_split', 'Features', 'SparseMatrix', 'matmul',
     'normalized_adjacency', 'permute_rows', 'row_blocks', 'row_normalize',
     'sparse_from_coo', 'spmm', 'undirected_edges', 'TrainResult', 'GraphBatch',
     'TUDataset', 'batch_graphs', 'device_graph_batch', 'load_tu_dataset',
