@@ -40,15 +40,22 @@ closed form (float64, numpy/scipy) from the untransformed distribution:
   invertible), and a wiggly monotone map x + sum_k a_k sin(w_k x + p_k) with
   sum_k |a_k w_k| < 1 (its derivative stays >= 0.2 > 0).
 
-``suite()`` is the benchmark used by ``experiments/estimators.py``: 15 tasks,
-1-D to 25-D, MI from 0.41 to 3.06 nats. Tasks are also available by name
-through ``get_task`` (names listed in ``TASKS``).
+* **Bimodal margins** (``bimodal``, the BMI "bimodal 1 x 1" task): each
+  coordinate of a bivariate normal mapped by F^{-1} o Phi onto a two-component
+  Gaussian mixture (``mixture_quantile_of_normal``, strictly increasing).
+
+``suite()`` is the benchmark used by ``experiments/estimators.py``: 21 tasks,
+1-D to 25-D, MI from 0.41 to 3.06 nats; ``HIGH_MI_TASKS`` adds 5 + 5-D
+correlated Gaussians at 2, 5 and 8 nats and invertible transforms of them.
+Tasks are available by name through ``get_task`` (``TASKS`` and
+``HIGH_MI_TASKS``).
 
 References: Czyz, Grabowski, Vogt, Beerenwinkel & Marx 2023, "Beyond Normal:
 On the Evaluation of Mutual Information Estimators" (the BMI benchmark).
 """
 
 import dataclasses
+import functools
 import math
 from typing import Callable
 
@@ -140,6 +147,30 @@ def gaussian_mi(cov, dim_x: int) -> float:
   cov = _check_covariance(cov, dim_x, 'cov')
   return 0.5 * (_logdet(cov[:dim_x, :dim_x]) + _logdet(cov[dim_x:, dim_x:])
                 - _logdet(cov))
+
+
+def gaussian_cmi(cov, dim_x: int, dim_y: int) -> float:
+  """I(X; Y | Z) for (X, Y, Z) ~ N(m, S), X, Y, Z the consecutive blocks of S.
+
+  By the chain rule I(X; Y | Z) = I(X; (Y, Z)) - I(X; Z), each term from
+  ``gaussian_mi``.
+
+  Args:
+    cov: (d_x + d_y + d_z, ...) positive-definite covariance, d_z >= 1.
+    dim_x: d_x.
+    dim_y: d_y.
+
+  Returns:
+    The conditional mutual information in nats.
+  """
+  cov = np.asarray(cov, dtype=np.float64)
+  d = cov.shape[0] if cov.ndim == 2 else 0
+  if not (isinstance(dim_y, (int, np.integer)) and dim_y >= 1
+          and dim_x + dim_y < d):
+    raise ValueError(f'need d_x + d_y < d (Z has at least one coordinate), '
+                     f'got d_x={dim_x}, d_y={dim_y}, cov of shape {cov.shape}')
+  xz = np.r_[0:dim_x, dim_x + dim_y:d]
+  return gaussian_mi(cov, dim_x) - gaussian_mi(cov[np.ix_(xz, xz)], dim_x)
 
 
 def student_t_correction(dof: float, dim_x: int, dim_y: int) -> float:
@@ -416,6 +447,87 @@ def sample_correlated_gaussian(key: Array, rho: Array | float, n: int,
   return x, rho * x + jnp.sqrt(1.0 - rho**2) * eps
 
 
+# ------------------------------------------------------- bimodal margins --
+
+# (weights, means) of the unit-variance Gaussian mixtures of the BMI benchmark's
+# "bimodal 1 x 1" task (Czyz et al. 2023): X's margin 0.3 N(0, 1) + 0.7 N(5, 1),
+# Y's margin 0.5 N(-1, 1) + 0.5 N(3, 1).
+BIMODAL_X = ((0.3, 0.0), (0.7, 5.0))
+BIMODAL_Y = ((0.5, -1.0), (0.5, 3.0))
+
+
+def mixture_quantile_of_normal(z: Array, mixture) -> Array:
+  """F^{-1}(Phi(z)), F the CDF of sum_k w_k N(m_k, 1): a standard normal z -> the mixture.
+
+  Strictly increasing in z (a composition of CDF and inverse CDF), so it keeps
+  the MI. Solved by 64 bisection steps on log F(t) = log Phi(z) for z < 0 and
+  on log(1 - F(t)) = log Phi(-z) for z >= 0 (log-CDFs: no rounding of the
+  tails to 0 or 1 in float32 for |z| up to ~37).
+
+  Args:
+    z: standard normal values, any shape.
+    mixture: ((w_1, m_1), (w_2, m_2), ...) with weights summing to 1.
+
+  Returns:
+    Values of the mixture, the shape of z.
+  """
+  w = np.array([c[0] for c in mixture], np.float64)
+  m = np.array([c[1] for c in mixture], np.float64)
+  if np.any(w <= 0) or abs(w.sum() - 1) > 1e-9:
+    raise ValueError(f'mixture weights must be > 0 and sum to 1, got {tuple(w)}')
+  logw = jnp.asarray(np.log(w), z.dtype)
+  means = jnp.asarray(m, z.dtype)
+  lower = z < 0
+  target = jax.scipy.special.log_ndtr(jnp.where(lower, z, -z))
+
+  def log_tail(t):   # log F(t) where lower, else log(1 - F(t))
+    u = jnp.where(lower[..., None], t[..., None] - means, means - t[..., None])
+    return jax.nn.logsumexp(logw + jax.scipy.special.log_ndtr(u), axis=-1)
+
+  lo = jnp.full_like(z, float(m.min()) - 40.0)
+  hi = jnp.full_like(z, float(m.max()) + 40.0)
+
+  def step(_, bounds):
+    a, b = bounds
+    mid = 0.5 * (a + b)
+    # log F increases in t; log(1 - F) decreases.
+    above = jnp.where(lower, log_tail(mid) > target, log_tail(mid) < target)
+    return jnp.where(above, a, mid), jnp.where(above, mid, b)
+
+  a, b = jax.lax.fori_loop(0, 64, step, (lo, hi))
+  return 0.5 * (a + b)
+
+
+def bimodal(correlation: float = 0.75) -> Task:
+  """The BMI "bimodal 1 x 1" task: a bivariate normal with bimodal margins.
+
+  (X', Y') ~ N(0, [[1, rho], [rho, 1]]); X = F_X^{-1}(Phi(X')), Y =
+  F_Y^{-1}(Phi(Y')) with the mixtures ``BIMODAL_X`` and ``BIMODAL_Y``. Both
+  maps are strictly increasing, so I(X; Y) = -1/2 log(1 - rho^2).
+  """
+  base = gaussian_sparse(1, 1, 1, correlation)
+
+  def sampler(key: Array, n: int) -> tuple[Array, Array]:
+    x, y = base.sampler(key, n)
+    return (mixture_quantile_of_normal(x, BIMODAL_X),
+            mixture_quantile_of_normal(y, BIMODAL_Y))
+
+  return Task(f'bimodal-1x1-{correlation:g}', 1, 1, base.mutual_information,
+              sampler)
+
+
+# ------------------------------------------------------- high-MI Gaussians --
+
+def correlated_gaussian(mi: float, dim: int) -> Task:
+  """x ~ N(0, I_dim), y = rho x + sqrt(1 - rho^2) eps with I(X; Y) = ``mi`` nats.
+
+  rho = ``mi_to_rho(mi, dim)`` on every coordinate pair (Poole et al. 2019).
+  """
+  rho = mi_to_rho(mi, dim)
+  task = gaussian_sparse(dim, dim, dim, rho)
+  return dataclasses.replace(task, name=f'gauss-{dim}x{dim}-{mi:g}nats')
+
+
 # ------------------------------------------------------------------- suite --
 
 # name -> factory. The suite spans 1-D to 25-D and ~0.4 to ~3 nats.
@@ -440,12 +552,38 @@ TASKS: dict[str, Callable[[], Task]] = {
         lambda: transform(TASKS['normal-5x5-sparse'](), 'spiral', 'x'),
     'wiggly(y):normal-1x1-0.9':
         lambda: transform(TASKS['normal-1x1-0.9'](), 'wiggly', 'y'),
+    # BMI benchmark tasks (Czyz et al. 2023) missing above: bimodal margins,
+    # Student-t with identity dispersion (all of the MI from the shared
+    # chi^2 scale), and transforms of 25-D and Student-t tasks.
+    'bimodal-1x1-0.75': lambda: bimodal(0.75),                      # 0.413
+    'student-identity-2x2-dof1':
+        lambda: student_t_sparse(2, 2, 1.0, 0, 0.0),                # 0.432
+    'student-identity-3x3-dof2':
+        lambda: student_t_sparse(3, 3, 2.0, 0, 0.0),                # 0.291
+    'asinh(both):student-identity-3x3-dof2':
+        lambda: transform(TASKS['student-identity-3x3-dof2'](), 'asinh', 'both'),
+    'half_cube(both):normal-25x25-sparse':
+        lambda: transform(TASKS['normal-25x25-sparse'](), 'half_cube', 'both'),
+    'spiral(x):normal-3x3-dense':
+        lambda: transform(TASKS['normal-3x3-dense'](), 'spiral', 'x'),
 }
+
+# High-MI tasks (issue 19): 5 + 5 dimensions at 2, 5 and 8 nats, and
+# invertible (per-coordinate and spiral) transforms of them.
+HIGH_MI_TASKS: dict[str, Callable[[], Task]] = {}
+for _mi in (2.0, 5.0, 8.0):
+  _name = f'gauss-5x5-{_mi:g}nats'
+  HIGH_MI_TASKS[_name] = functools.partial(correlated_gaussian, _mi, 5)
+  HIGH_MI_TASKS[f'half_cube(both):{_name}'] = functools.partial(
+      lambda m: transform(correlated_gaussian(m, 5), 'half_cube', 'both'), _mi)
+  HIGH_MI_TASKS[f'asinh(x):{_name}'] = functools.partial(
+      lambda m: transform(correlated_gaussian(m, 5), 'asinh', 'x'), _mi)
+del _mi, _name
 
 
 def get_task(name: str) -> Task:
-  """The suite task named ``name`` (see ``TASKS``); unknown names list the valid ones."""
-  task = registry.lookup(TASKS, name, 'task')()
+  """The task named ``name`` (``TASKS`` or ``HIGH_MI_TASKS``); unknown names list the valid ones."""
+  task = registry.lookup({**TASKS, **HIGH_MI_TASKS}, name, 'task')()
   return dataclasses.replace(task, name=name)
 
 

@@ -26,8 +26,9 @@ from infomax_jax.estimate import CeilingWarning
 from infomax_jax.estimate import EstimationError
 from infomax_jax.estimate import estimate_mi
 
-# One compiled fit (infonce, concat, K = 64, <= 400 steps) for the first cases.
-_KW = dict(batch_size=64, steps=400, eval_every=50, patience=4)
+# One compiled fit (infonce, concat, K = 64, <= 400 steps) for the first cases;
+# one critic, as in the reported cases.
+_KW = dict(batch_size=64, steps=400, eval_every=50, patience=4, ensemble=1)
 _N = 1000
 _RHO = 0.9                                     # MI = -log(1 - 0.81) / 2 = 0.830
 
@@ -180,12 +181,15 @@ def test_estimate_near_log_k_warns():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(_N, 4))
   y = x + 1e-3 * rng.normal(size=(_N, 4))           # MI ~ 28 nats >> log 16
-  with pytest.warns(CeilingWarning, match=r"the infonce estimate 2\.7\d+ nats "
-                    r"\(bound='infonce'\) is within 5% of its ceiling log K = log 16 "
-                    r'= 2\.7726 nats.*larger batch_size'):
+  # The default reports InfoNCE over all 500 x 500 held-out pairs: its
+  # ceiling is log 500, and it warns within 1.5 nats of it.
+  with pytest.warns(CeilingWarning, match=r"the infonce estimate \d\.\d+ nats "
+                    r"\(bound='infonce'\) is near its ceiling log K = log 500 "
+                    r'= 6\.2146 nats \(within 5% or 1\.5 nats\).*use more samples'):
     r = estimate_mi(x, y, batch_size=16, steps=150, eval_every=50, patience=3,
-                    learning_rate=1e-2)
-  assert 0.95 * math.log(16) <= r.mi <= math.log(16) + 1e-3 and not r.failed
+                    learning_rate=1e-2, ensemble=1)
+  assert math.log(500) - 1.5 <= r.mi <= math.log(500) + 1e-3 and not r.failed
+  assert r.eval_pairs == 500
 
 
 # ------------------------------------------------------------- diagnosis --
@@ -247,7 +251,13 @@ def test_diagnosis_of_absurd_and_diverged_fits():
   # Near the ceiling: a CeilingWarning; not for bounds without one.
   warns = estimate.guards._diagnose(_result([0.96 * top], [1.0]), 16, '')[1]
   assert [w[1] for w in warns] == [CeilingWarning]
-  assert estimate.guards._diagnose(_result([0.94 * top], [1.0]), 16, '')[1] == []
+  assert 'within 5% or 1.5 nats' in warns[0][0]
+  assert estimate.guards._diagnose(_result([top - 1.51], [1.0]), 16, '')[1] == []
+  # ... or within NEAR_CEILING_NATS of a larger ceiling (all pairs, K = 5000).
+  big = math.log(5000)
+  warns = estimate.guards._diagnose(_result([2.0], [1.0], mi=big - 1.4), 16, '', 5000)[1]
+  assert [w[1] for w in warns] == [CeilingWarning] and 'log 5000' in warns[0][0]
+  assert estimate.guards._diagnose(_result([2.0], [1.0], mi=big - 1.6), 16, '', 5000)[1] == []
   assert estimate.guards._diagnose(_result([3.0], [1.0], bound='nwj'), 16, '')[1] == []
 
 

@@ -40,6 +40,9 @@ import ml_collections
 from experiments.configs import common
 from infomax_jax import distributions
 
+# The coverage experiment's tasks (20 repetitions each on a 2-core CPU).
+COVERAGE_TASKS = ('normal-1x1-0.75', 'student-2x2-dof3', 'normal-5x5-sparse')
+
 ALL_BOUNDS = ('infonce', 'nwj', 'dv', 'mine', 'jsd', 'smile', 'tuba',
               'interpolated')
 
@@ -62,6 +65,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.separable_hidden = (64,)              # each of phi_x, phi_y
   config.separable_embed_dim = 16
   config.concat_hidden = (16, 8)               # MLP on [x, y]
+  # The default estimator's report (report.md; the 'check' variant): high-MI
+  # tasks (distributions.HIGH_MI_TASKS, 15 % tolerance), the interval's
+  # coverage over repetitions, and BMI's InfoNCE on the same samples (the
+  # jsonl that benchmarks/estimate_bmi.py writes; '' or a missing file: none).
+  config.report = False
+  config.high_mi_tasks = ()
+  config.coverage_tasks = ()
+  config.coverage_seeds = ()
+  config.bmi_results = ''
   # estimate_mi keyword arguments (its defaults).
   config.estimator = ml_collections.ConfigDict(dict(
       batch_size=256,        # K: pairs per batch; InfoNCE <= log K = 5.55
@@ -71,11 +83,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       patience=5,            # evaluations without improvement before stopping
       test_fraction=0.5,     # held-out share of num_samples
       standardize='rank',    # per-coordinate map: rank, zscore or none
+      ensemble=4,            # critics trained in one vmapped program
   ))
-  if arg == 'check':
+  if arg in ('check', 'coverage'):
     config.bounds = (config.default_bound,)
     config.critics = (config.default_critic,)
     config.seeds = (0,)
+    config.report = True
+    config.bmi_results = '/tmp/bmi_samples/bmi_infonce.jsonl'
+  if arg == 'check':
+    config.high_mi_tasks = tuple(distributions.HIGH_MI_TASKS)
+  elif arg == 'coverage':
+    config.tasks = COVERAGE_TASKS
+    config.coverage_tasks = COVERAGE_TASKS
+    config.coverage_seeds = tuple(range(20))
   elif arg == 'quick':
     config.tasks = ('normal-1x1-0.75', 'student-2x2-dof3',
                     'spiral(x):normal-5x5-sparse')
@@ -84,5 +105,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.estimator.steps = 300
     config.estimator.eval_every = 50
   elif arg:
-    raise common.unknown_variant(arg, ('check', 'quick'))
+    raise common.unknown_variant(arg, ('check', 'coverage', 'quick'))
   return config

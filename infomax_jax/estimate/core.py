@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from scipy import special
 
 from infomax_jax import bounds
 from infomax_jax import critics
@@ -23,11 +24,13 @@ from infomax_jax.estimate.guards import ON_FAILURE
 from infomax_jax.estimate.guards import EstimationError
 from infomax_jax.estimate.guards import MIEstimate
 from infomax_jax.estimate.guards import _diagnose
+from infomax_jax.estimate.guards import _problem
 from infomax_jax.estimate.guards import _usable
 from infomax_jax.estimate.guards import ceiling
 from infomax_jax.estimate.inputs import STANDARDIZATIONS
 from infomax_jax.estimate.inputs import _as_samples
 from infomax_jax.estimate.inputs import _check_float32_range
+from infomax_jax.estimate.inputs import _check_not_constant
 from infomax_jax.estimate.inputs import _check_positive_int
 from infomax_jax.estimate.inputs import _freeze
 from infomax_jax.estimate.inputs import _standardize
@@ -47,6 +50,7 @@ CRITIC_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _MIN_SPLIT = 16   # fewest samples allowed in the train and in the test split
+_FULL_BLOCK = 128  # rows / columns per block of the all-pairs held-out InfoNCE
 
 def _bound_kwargs(spec: bounds.Bound, given: Mapping[str, Any] | None
                   ) -> tuple[dict[str, Any], tuple[int, ...] | None]:
@@ -81,6 +85,8 @@ class _Spec:
   num_chunks: int
   patience: int
   learning_rate: float
+  ensemble: int = 1
+  full_block: int = 0       # > 0: final InfoNCE over all test pairs, rows in blocks
 
 
 class _Model(nn.Module):
@@ -105,23 +111,119 @@ def _held_out_estimate(spec: _Spec, scores: Array, a: Array | None) -> Array:
                         **dict(spec.eval_kwargs))
 
 
+def _member_keys(key: Array, ensemble: int) -> Array:
+  """(E,) keys of the ensemble's critics; E = 1 keeps the single fit's key."""
+  return key[None] if ensemble == 1 else jax.random.split(key, ensemble)
+
+
 @functools.partial(jax.jit, static_argnames=('spec', 'mesh'))
 def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
          y_test: Array, spec: _Spec, mesh):
-  """Trains with early stopping; returns best params and the curves.
+  """Trains ``spec.ensemble`` critics in one program; returns their best params,
+  the curves and (``spec.full_block`` > 0) the all-pairs held-out InfoNCE.
 
-  Every batch is sharded over ``mesh`` (the data stays replicated).
+  The E critics (own initialisation and batch order each) are one vmapped
+  while-loop that runs until every critic has exhausted its patience. Every
+  batch is sharded over ``mesh`` (the data stays replicated).
   """
+  keys = _member_keys(key, spec.ensemble)
   model = _Model(spec.critic, spec.critic_kwargs, spec.baseline_hidden)
+  init = jax.vmap(lambda k: _init_state(k, x_train, y_train, spec, model))(keys)
+  step = jax.vmap(lambda k, s: _chunk(k, s, x_train, y_train, x_test, y_test,
+                                      spec, model, mesh))
+
+  def cond(s):
+    return ((s['chunk'][0] < spec.num_chunks)
+            & jnp.any(s['bad'] < spec.patience))
+
+  out = jax.lax.while_loop(cond, lambda s: step(keys, s), init)
+  result = dict(params=out['best_params'], mi=out['best'], stderr=out['best_se'],
+                best_chunk=out['best_chunk'], chunks=out['chunk'],
+                train_curve=out['train_curve'], test_curve=out['test_curve'],
+                score_curve=out['score_curve'])
+  if spec.full_block:
+    usable = jnp.isfinite(out['best'])
+    result.update(_all_pairs_infonce(out['best_params'], usable, x_test, y_test,
+                                     spec, model))
+  return result
+
+
+def _all_pairs_infonce(params, usable: Array, x_test: Array, y_test: Array,
+                       spec: _Spec, model: nn.Module) -> dict[str, Array]:
+  """InfoNCE with K = n_test: every held-out x against every held-out y.
+
+  The critic is the mean of the usable members' scores (InfoNCE is concave in
+  the scores, so the mean critic scores at least the members' mean). Rows and
+  columns are processed in blocks of ``spec.full_block`` (padded and masked),
+  so memory is O(E block^2 hidden), not O(n_test^2).
+
+  Returns:
+    terms: (n_test,) per-row terms log K + f_ii - logsumexp_j f_ij of the mean
+      critic (their mean is the estimate);
+    member_estimates: (E,) each member's own all-pairs estimate;
+    full_peak: max |f| over every usable member's scores.
+  """
+  n, b = x_test.shape[0], spec.full_block
+  nb = -(-n // b)
+  pad = nb * b - n
+  xp = jnp.pad(x_test, ((0, pad), (0, 0))).reshape(nb, b, -1)
+  yp = jnp.pad(y_test, ((0, pad), (0, 0))).reshape(nb, b, -1)
+  col_ok = (jnp.arange(nb * b) < n).reshape(nb, b)
+  w = usable.astype(x_test.dtype) / jnp.maximum(jnp.sum(usable), 1)
+
+  def row_block(args):
+    r, xb = args
+
+    def member(p):                      # (nb, b, b) scores of one critic
+      return jax.vmap(lambda yc: model.apply(p, xb, yc)[0])(yp)
+
+    s = jax.vmap(member)(params)        # (E, nb, b, b): [e, col block, row, col]
+    s = jnp.moveaxis(s, 2, 1).reshape(s.shape[0], b, nb * b)   # (E, b, n_pad)
+    s = jnp.where(usable[:, None, None], s, 0.0)
+    peak = jnp.max(jnp.where(col_ok.reshape(-1), jnp.abs(s), 0.0))
+    mean = jnp.tensordot(w, s, axes=1)  # (b, n_pad)
+    both = jnp.concatenate([mean[None], s], axis=0)            # (E + 1, b, n_pad)
+    masked = jnp.where(col_ok.reshape(-1), both, -jnp.inf)
+    lse = jax.nn.logsumexp(masked, axis=-1)                    # (E + 1, b)
+    diag = both[:, jnp.arange(b), r * b + jnp.arange(b)]       # (E + 1, b)
+    return diag - lse, peak
+
+  terms, peaks = jax.lax.map(row_block, (jnp.arange(nb), xp))  # (nb, E + 1, b)
+  terms = jnp.moveaxis(terms, 1, 0).reshape(terms.shape[1], nb * b)[:, :n]
+  terms = terms + jnp.log(n)
+  return dict(terms=terms[0], member_estimates=jnp.mean(terms[1:], axis=1),
+              full_peak=jnp.max(peaks))
+
+
+def _init_state(key: Array, x_train: Array, y_train: Array, spec: _Spec,
+                model: nn.Module) -> dict[str, Any]:
+  """One critic's initial training state (params, optimiser, curves, best)."""
+  bound = bounds.get(spec.bound)
+  k = spec.batch_size
+  key_init, _ = jax.random.split(key)
+  params = model.init(key_init, x_train[:k], y_train[:k])
+  n_steps = spec.chunk * spec.num_chunks
+  return dict(
+      chunk=jnp.zeros((), jnp.int32), params=params,
+      opt=optax.adam(spec.learning_rate).init(params),
+      state=bound.init_state(), perm=jnp.arange(x_train.shape[0]),
+      best_params=params, best=jnp.full((), -jnp.inf), best_se=jnp.full((), jnp.nan),
+      best_chunk=jnp.zeros((), jnp.int32), bad=jnp.zeros((), jnp.int32),
+      train_curve=jnp.full((n_steps,), jnp.nan),
+      test_curve=jnp.full((spec.num_chunks,), jnp.nan),
+      score_curve=jnp.full((spec.num_chunks,), jnp.nan))
+
+
+def _chunk(key: Array, s: dict[str, Any], x_train: Array, y_train: Array,
+           x_test: Array, y_test: Array, spec: _Spec, model: nn.Module,
+           mesh) -> dict[str, Any]:
+  """``spec.chunk`` training steps of one critic, then a held-out evaluation."""
   bound = bounds.get(spec.bound)
   kw = dict(spec.bound_kwargs)
   k, n_train = spec.batch_size, x_train.shape[0]
   steps_per_epoch = n_train // k
-  key_init, key_perm = jax.random.split(key)
-  params = model.init(key_init, x_train[:k], y_train[:k])
+  _, key_perm = jax.random.split(key)
   tx = optax.adam(spec.learning_rate)
-  opt_state = tx.init(params)
-  bound_state = bound.init_state()
 
   # Held-out batches: (B, K, d).
   nb, ke = spec.num_eval_batches, spec.eval_batch
@@ -161,19 +263,7 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
     updates, o = tx.update(grads, o, p)
     return (optax.apply_updates(p, updates), o, ms, perm), value
 
-  n_steps = spec.chunk * spec.num_chunks
-  init = dict(
-      chunk=jnp.zeros((), jnp.int32), params=params, opt=opt_state,
-      state=bound_state, perm=jnp.arange(n_train),
-      best_params=params, best=jnp.full((), -jnp.inf), best_se=jnp.full((), jnp.nan),
-      best_chunk=jnp.zeros((), jnp.int32), bad=jnp.zeros((), jnp.int32),
-      train_curve=jnp.full((n_steps,), jnp.nan),
-      test_curve=jnp.full((spec.num_chunks,), jnp.nan),
-      score_curve=jnp.full((spec.num_chunks,), jnp.nan))
   top = ceiling(spec.eval_bound, ke)
-
-  def cond(s):
-    return (s['chunk'] < spec.num_chunks) & (s['bad'] < spec.patience)
 
   def body(s):
     c = s['chunk']
@@ -196,11 +286,7 @@ def _fit(key: Array, x_train: Array, y_train: Array, x_test: Array,
         test_curve=s['test_curve'].at[c].set(est),
         score_curve=s['score_curve'].at[c].set(peak))
 
-  out = jax.lax.while_loop(cond, body, init)
-  return dict(params=out['best_params'], mi=out['best'], stderr=out['best_se'],
-              best_chunk=out['best_chunk'], chunks=out['chunk'],
-              train_curve=out['train_curve'], test_curve=out['test_curve'],
-              score_curve=out['score_curve'])
+  return body(s)
 
 
 # ---------------------------------------------------------------- public API --
@@ -214,6 +300,8 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
                 learning_rate: float = 3e-3, eval_every: int = 100,
                 patience: int = 5, test_fraction: float = 0.5,
                 standardize: str = 'rank', seed: int = 0,
+                ensemble: int = 4, all_pairs: bool | None = None,
+                confidence: float = 0.95,
                 mesh=None, on_failure: str = 'raise') -> MIEstimate:
   """Estimates I(X; Y) in nats by training a critic on a variational bound.
 
@@ -249,6 +337,14 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
       'zscore' (computed in float64, overflow-free at any scale) or 'none'
       (the samples as they are, in float32).
     seed: seed of the split, the initialisation and the batches.
+    ensemble: E, the number of critics trained together (one vmapped
+      program; own initialisation and batch order each). The estimate uses
+      their mean scores (all-pairs) or their mean estimate, and the interval
+      includes their spread.
+    all_pairs: report InfoNCE with K = n_test (every held-out x against every
+      held-out y; ceiling log n_test) instead of the mean over batches of
+      ``batch_size``; default: True when ``eval_bound`` is 'infonce'.
+    confidence: nominal coverage of ``MIEstimate.interval`` (mi +- z stderr).
     mesh: the ``'data'`` device mesh whose devices share every batch
       (default: all devices, ``parallel.make_mesh()``); the result does not
       depend on it beyond floating-point rounding.
@@ -259,17 +355,19 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
       ``mi`` = ``stderr`` = nan, ``failed=True`` and the ``reason``.
 
   Returns:
-    An ``MIEstimate``: ``mi`` and ``stderr`` (held-out, nats), the curves and
-    the best parameters; ``failed`` is False unless ``on_failure='nan'`` and
-    the fit failed.
+    An ``MIEstimate``: ``mi``, ``stderr`` and ``interval`` (held-out, nats),
+    ``estimator`` (the bound, K and ensemble that produced it), each critic's
+    estimate, the curves (means over the critics) and the best parameters
+    (stacked over the critics); ``failed`` is False unless
+    ``on_failure='nan'`` and the fit failed.
 
   Raises:
     TypeError: non-numeric samples or a non-str name.
     ValueError: mismatched sample counts, non-finite samples (naming the
-      first), samples beyond float32's range with ``standardize='none'``, too
-      few samples, bad shapes, an unknown bound / critic / eval_bound /
-      standardize / on_failure (the message lists the valid names) or a bad
-      hyperparameter.
+      first), a constant column (naming it), samples beyond float32's range
+      with ``standardize='none'``, too few samples, bad shapes, an unknown
+      bound / critic / eval_bound / standardize / on_failure (the message
+      lists the valid names) or a bad hyperparameter.
     EstimationError: the fit failed (with ``on_failure='raise'``): training
       diverged, the scores outgrew float32's resolution, or the estimate is
       absurd (beyond the bound's ceiling, or below ``FLOOR``). Also a
@@ -300,6 +398,9 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
   steps = _check_positive_int(steps, 'steps')
   eval_every = _check_positive_int(eval_every, 'eval_every')
   patience = _check_positive_int(patience, 'patience')
+  ensemble = _check_positive_int(ensemble, 'ensemble')
+  if not (isinstance(confidence, float) and 0 < confidence < 1):
+    raise ValueError(f'confidence must be a float in (0, 1), got {confidence!r}')
   if not (isinstance(learning_rate, (int, float)) and learning_rate > 0
           and math.isfinite(learning_rate)):
     raise ValueError(f'learning_rate must be a finite number > 0, got '
@@ -309,6 +410,7 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
   if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
     raise ValueError(f'test_fraction must lie in (0, 1), got {test_fraction!r}')
 
+  x_in, y_in = x, y
   x = _as_samples(x, 'x')
   y = _as_samples(y, 'y')
   if standardize == 'none':
@@ -327,6 +429,8 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
         f'too few samples: got n = {n}, split into {n_train} train / {n_test} '
         f'test (test_fraction={test_fraction}); estimate_mi needs at least '
         f'{_MIN_SPLIT} samples in each split')
+  for arr, name, raw in ((x, 'x', x_in), (y, 'y', y_in)):
+    _check_not_constant(arr, name, np.ndim(raw) == 1)
 
   key = jax.random.key(seed)
   key_split, key_fit = jax.random.split(key)
@@ -349,43 +453,89 @@ def estimate_mi(x: Any, y: Any, *, bound: str = 'infonce',
   k = min(batch_size, n_train)
   ke = min(batch_size, n_test)
   chunk = min(eval_every, steps)
+  all_pairs = eval_bound == 'infonce' if all_pairs is None else bool(all_pairs)
+  if all_pairs and eval_bound != 'infonce':
+    raise ValueError(f"all_pairs=True needs eval_bound='infonce' (the all-pairs "
+                     f'estimate is InfoNCE with K = n_test), got eval_bound='
+                     f'{eval_bound!r}')
   spec = _Spec(
       bound=bound, eval_bound=eval_bound, critic=critic,
       critic_kwargs=_freeze(ck), bound_kwargs=_freeze(kw),
       eval_kwargs=_freeze(eval_kw), baseline_hidden=baseline_hidden, batch_size=k,
       eval_batch=ke, num_eval_batches=n_test // ke, chunk=chunk,
       num_chunks=-(-steps // chunk), patience=patience,
-      learning_rate=float(learning_rate))
+      learning_rate=float(learning_rate), ensemble=ensemble,
+      full_block=min(_FULL_BLOCK, n_test) if all_pairs else 0)
   mesh = mesh or parallel.make_mesh()
   arrays = jax.device_put((x_train, y_train, x_test, y_test),
                           parallel.replicated(mesh))
   out = jax.device_get(_fit(key_fit, *arrays, spec, mesh))
-  chunks = int(out['chunks'])
+  chunks = int(out['chunks'][0])
   steps_run = chunks * chunk
+  best = np.asarray(out['mi'], np.float64)                # (E,) batch estimates
+  usable = np.isfinite(best)
+  z = float(special.ndtri(0.5 + confidence / 2))
+  if all_pairs:
+    terms = np.asarray(out['terms'], np.float64)
+    members = np.asarray(out['member_estimates'], np.float64)
+    mi = float(terms.mean()) if usable.any() else -math.inf
+    se_rows = float(terms.std(ddof=1) / math.sqrt(terms.size))
+    se_members = (float(members[usable].std(ddof=1) / math.sqrt(usable.sum()))
+                  if usable.sum() > 1 else 0.0)
+    k_reported = n_test
+  else:
+    members = best
+    mi = float(best[usable].mean()) if usable.any() else -math.inf
+    se_rows = float(np.nanmean(np.asarray(out['stderr'])[usable])) if usable.any() \
+        else math.nan
+    se_members = (float(best[usable].std(ddof=1) / math.sqrt(usable.sum()))
+                  if usable.sum() > 1 else 0.0)
+    k_reported = ke
+  stderr = math.sqrt(se_rows ** 2 + se_members ** 2)
+  best_chunk = int(np.max(np.asarray(out['best_chunk'])[usable])) if usable.any() else 0
+  train_curve = np.asarray(out['train_curve'][:, :steps_run]).mean(0)
+  test_curve = np.asarray(out['test_curve'][:, :chunks]).mean(0)
   result = MIEstimate(
-      mi=float(out['mi']), stderr=float(out['stderr']), bound=bound,
+      mi=mi, stderr=stderr, bound=bound,
       eval_bound=eval_bound, critic=critic,
-      train_curve=np.asarray(out['train_curve'][:steps_run]),
+      train_curve=train_curve,
       eval_steps=chunk * np.arange(1, chunks + 1),
-      test_curve=np.asarray(out['test_curve'][:chunks]),
-      best_step=chunk * (int(out['best_chunk']) + 1), steps_run=steps_run,
+      test_curve=test_curve,
+      best_step=chunk * (best_chunk + 1), steps_run=steps_run,
       stopped_early=chunks < spec.num_chunks, n_train=n_train, n_test=n_test,
       batch_size=k, seconds=time.perf_counter() - t0, params=out['params'],
-      score_curve=np.asarray(out['score_curve'][:chunks]))
+      score_curve=np.asarray(out['score_curve'][:, :chunks]).max(0),
+      interval=(mi - z * stderr, mi + z * stderr), confidence=confidence,
+      member_estimates=members, eval_pairs=k_reported,
+      estimator=(f'{eval_bound} over all {n_test} x {n_test} held-out pairs '
+                 f'(ceiling log {n_test} = {math.log(n_test):.2f} nats)'
+                 if all_pairs else
+                 f'{eval_bound} on {n_test // ke} held-out batches of {ke} pairs'
+                 + (f' (ceiling log {ke} = {math.log(ke):.2f} nats)'
+                    if eval_bound == 'infonce' else ''))
+      + (f', mean critic of an ensemble of {ensemble}' if ensemble > 1 else ''))
   if standardize != 'rank' and input_peak > _LARGE_INPUT:
     hint = (f"The critic's inputs reach |v| = {input_peak:.3g} with standardize="
             f"{standardize!r}: use standardize='rank'.")
   else:
     hint = (f'Try a smaller learning_rate (now {learning_rate:g}) or another '
             f'bound.')
-  reason, warns = _diagnose(result, ke, hint)
+  if all_pairs and usable.any():
+    problem = _problem(mi, float(out['full_peak']), math.log(n_test),
+                       np.float32, eval_bound, n_test)
+    if problem:
+      result = result._replace(mi=-math.inf)     # fails below, naming why
+      hint = f'the all-pairs estimate is unusable: {problem}. {hint}'
+  reason, warns = _diagnose(result, ke, hint, k_reported)
   if not reason:
     for message, category in warns:
       warnings.warn(message, category, stacklevel=2)
     return result
-  finite = result.test_curve[~np.isnan(result.test_curve)]
+  every = np.asarray(out['test_curve'][:, :chunks])      # every critic's curve
+  finite = every[np.isfinite(every)]
   value = float(finite.max()) if finite.size else math.nan
-  failed = result._replace(mi=math.nan, stderr=math.nan, failed=True,
+  failed = result._replace(mi=math.nan, stderr=math.nan,
+                           interval=(math.nan, math.nan), failed=True,
                            reason=reason)
   if on_failure == 'raise':
     raise EstimationError(reason, bound=bound, eval_bound=eval_bound,

@@ -20,6 +20,7 @@ SCORE_RESOLUTION = 0.05   # nats: largest rounding step eps * max|f| of a usable
 CEILING_TOLERANCE = 1e-3  # nats an estimate may exceed its bound's ceiling (+ eps * max|f|)
 FLOOR = -1.0              # nats: a best estimate below this is a failed fit
 NEAR_CEILING = 0.05       # warn when an estimate is within this fraction of its ceiling
+NEAR_CEILING_NATS = 1.5   # ... or within this many nats (InfoNCE's K-bias grows there)
 _LARGE_INPUT = 1e3        # standardised inputs beyond this are named in a failure's hint
 ON_FAILURE = ('raise', 'nan')
 
@@ -85,6 +86,16 @@ class MIEstimate(NamedTuple):
     failed: True when the fit failed and ``on_failure='nan'`` returned this
       (then ``mi`` and ``stderr`` are nan); False otherwise.
     reason: why it failed ('' when it did not).
+    interval: (lo, hi), the ``confidence`` interval mi +- z stderr (normal
+      quantile z). It covers the held-out sampling error and the spread of the
+      ensemble's critics, not the bound's bias: a lower bound whose critic
+      is imperfect sits below the truth by more than its interval where the
+      MI is high or the dependence hard to learn (README, issue 19 notes).
+    confidence: the interval's nominal coverage.
+    member_estimates: (E,) each ensemble critic's own held-out estimate.
+    eval_pairs: K of the reported estimate (InfoNCE's ceiling is log K):
+      n_test for the all-pairs estimate, else the held-out batch size.
+    estimator: the estimate's bound and evaluation, in words.
   """
   mi: float
   stderr: float
@@ -105,6 +116,11 @@ class MIEstimate(NamedTuple):
   score_curve: np.ndarray | None = None
   failed: bool = False
   reason: str = ''
+  interval: tuple[float, float] = (math.nan, math.nan)
+  confidence: float = 0.95
+  member_estimates: np.ndarray | None = None
+  eval_pairs: int = 0
+  estimator: str = ''
 
 
 def _usable(est: Any, peak: Any, top: float, eps: float) -> Any:
@@ -151,7 +167,7 @@ def _problem(est: float, peak: float, top: float, dtype: Any,
   return ''
 
 
-def _diagnose(r: MIEstimate, k: int, hint: str
+def _diagnose(r: MIEstimate, k: int, hint: str, k_reported: int | None = None
               ) -> tuple[str, list[tuple[str, type[Warning]]]]:
   """(why the fit failed or '', the warnings to issue if it did not).
 
@@ -159,8 +175,12 @@ def _diagnose(r: MIEstimate, k: int, hint: str
     r: the unguarded result (``mi`` = -inf when no evaluation was usable).
     k: the held-out batch size K.
     hint: what to try, appended to a failure's reason.
+    k_reported: K of the reported estimate (default k): the all-pairs
+      estimate's n_test.
   """
   top = ceiling(r.eval_bound, k)
+  k_reported = k if k_reported is None else k_reported
+  top_reported = ceiling(r.eval_bound, k_reported)
   problems = [_problem(float(e), float(p), top, r.score_curve.dtype,
                        r.eval_bound, k)
               for e, p in zip(r.test_curve, r.score_curve)]
@@ -188,13 +208,16 @@ def _diagnose(r: MIEstimate, k: int, hint: str
             f'{FLOOR} nat, while a constant critic scores 0: training diverged '
             f'or failed. {hint}'), []
   warns = []
-  if math.isfinite(top) and r.mi >= (1.0 - NEAR_CEILING) * top:
+  if math.isfinite(top_reported) and (
+      r.mi >= (1.0 - NEAR_CEILING) * top_reported
+      or r.mi >= top_reported - NEAR_CEILING_NATS):
     warns.append((
         f'the {r.eval_bound} estimate {r.mi:.4f} nats (bound={r.bound!r}) is '
-        f'within {NEAR_CEILING:.0%} of its ceiling log K = log {k} = {top:.4f} '
-        f'nats: the true MI may be much larger; use a larger batch_size (K = '
-        f'{k}) or a bound without this ceiling (nwj, dv, smile, mine)',
-        CeilingWarning))
+        f'near its ceiling log K = log {k_reported} = {top_reported:.4f} nats '
+        f'(within {NEAR_CEILING:.0%} or {NEAR_CEILING_NATS} nats), where '
+        f'InfoNCE underestimates: the true MI may be much larger; use more '
+        f'samples (K = {k_reported}) or a bound without this ceiling (nwj, '
+        f'dv, smile, mine)', CeilingWarning))
   if unusable or diverged:
     parts = []
     if unusable:

@@ -127,3 +127,19 @@ def _normal_ppf(p: np.ndarray) -> np.ndarray:
   return np.sqrt(2.0) * special.erfinv(2.0 * np.asarray(p, np.float64) - 1.0)
 
 
+
+
+def _check_not_constant(arr: np.ndarray, name: str, one_d: bool = False) -> None:
+  """Raises a ValueError naming the first column of ``arr`` whose values all agree.
+
+  A constant coordinate carries no information about anything, and the
+  per-coordinate standardisation cannot give it unit scale.
+  """
+  constant = np.flatnonzero(np.ptp(arr, axis=0) == 0)
+  if constant.size:
+    j = int(constant[0])
+    where = name if one_d else f'{name}[:, {j}]'
+    raise ValueError(
+        f'{where} is constant (all {arr.shape[0]} samples equal {arr[0, j]:.6g}'
+        f'; {constant.size} of {arr.shape[1]} columns of {name} are constant): '
+        f'a constant coordinate carries no information; drop it')
