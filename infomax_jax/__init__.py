@@ -30,6 +30,7 @@ See README.md.
 """
 
 from infomax_jax import bounds
+from infomax_jax import cpc
 from infomax_jax import critics
 from infomax_jax import dim
 from infomax_jax import distributions
