@@ -169,3 +169,24 @@ def test_effective_rank_closed_forms():
 def test_bad_input_raises(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+@pytest.mark.slow
+def test_exact_path_in_a_loop_on_an_image_convnet():
+  """The chunked exact path (``lax.map``, chunk_size=1) on the 32x32x3 ConvNet
+  with 100 outputs equals numpy's float64 SVD of jacfwd's Jacobian. Regression:
+  ``jax.jacrev`` inside the loop gave log kappa off by up to 0.07 there
+  (XLA:CPU, jax 0.10.2; BUILD_NOTES "jacrev in a loop")."""
+  shape = (32, 32, 3)
+  model = encoders.ConvNet(features=100, image_shape=shape)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1,) + shape))
+  f = lambda x: model.apply(params, x.reshape((1,) + shape))[0]
+  xs = jax.random.uniform(jax.random.PRNGKey(1), (2, 3072))
+  s = jax.jit(lambda xs: jacobian.singular_values(f, xs, chunk_size=1))(xs)
+  for x, s_x in zip(np.asarray(xs), np.asarray(s, np.float64)):
+    ref = np.linalg.svd(np.asarray(jax.jacfwd(f)(jnp.asarray(x)), np.float64),
+                        compute_uv=False)
+    np.testing.assert_allclose(s_x, ref, rtol=1e-4, atol=1e-4 * ref[0])
+  np.testing.assert_allclose(
+      jax.jit(lambda xs: jacobian.log_condition_numbers(f, xs, chunk_size=1))(xs),
+      _brute_force_log_kappa(f, xs), atol=1e-4)
