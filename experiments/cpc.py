@@ -129,6 +129,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     for name in run_names(config):
       run_config = runs.override(config, dataset=dataset,
                                  **config.runs[name].to_dict())
+      del run_config['dim_table']    # how to tabulate, not how to train
       if config.get('skip_unfinished') and not finished(
           os.path.join(workdir, dataset, name), run_config.num_steps):
         print(f'skipping {dataset}/{name}: not finished', flush=True)

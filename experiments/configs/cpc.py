@@ -17,6 +17,10 @@ each offset beside its ceiling log N.
   # images, full test set):
   python -m experiments.cpc --config=experiments/configs/cpc.py:cpu \
       --workdir=results/cpc_cpu
+  # DIM(L) :cpu_long's budget, 2000 steps (copy the :cpu run folders of
+  # control and cpc into the workdir to resume from 600):
+  python -m experiments.cpc --config=experiments/configs/cpc.py:cpu_long \
+      --workdir=results/cpc_cpu_long
   # Full size (GPU): 60000 images, 20000 steps, conv patch encoder:
   python -m experiments.cpc --config=experiments/configs/cpc.py --workdir=runs/cpc
   # CI smoke size:
@@ -31,7 +35,7 @@ import ml_collections
 
 from experiments.configs import common
 
-VARIANTS = ('', 'cpu', 'tiny')
+VARIANTS = ('', 'cpu', 'cpu_long', 'tiny')
 
 
 def _run(**fields) -> dict:
@@ -85,7 +89,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.eval_batches = 20        # fixed test batches for the test InfoNCE
   config.probe_train_examples = 0  # 0: every train image
   config.probe_steps = 300         # L-BFGS iterations of the linear probe
-  if variant == 'cpu':
+  if variant in ('cpu', 'cpu_long'):
     # DIM(L) :cpu's data and budget (experiments/configs/dim.py:cpu):
     # 20000 train images, batch 64, 600 steps, probes on 10000 train images.
     config.train_examples = 20000
@@ -98,6 +102,13 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     common.schedule(config, 600, 600, log_every=50, checkpoint_every=200)
     config.eval_batches = 10
     config.probe_steps = 200
+    if variant == 'cpu_long':
+      # DIM(L) :cpu_long's budget: 2000 steps. Resumes the 600-step runs of
+      # :cpu when their folders are copied into the workdir (resume is exact).
+      config.datasets = ('fashion_mnist', 'mnist')
+      config.run_names = ('control', 'cpc')
+      config.dim_table = 'results/dim_cpu_long/dim_table.csv'
+      common.schedule(config, 2000, 2000, checkpoint_every=200)
   elif variant == 'tiny':
     config.datasets = ('mnist',)
     config.train_examples = 256
