@@ -231,18 +231,22 @@ def markdown(config, rows: list[dict], done: dict[str, dict]) -> str:
 
 
 def plot(done: dict[str, dict], path: str) -> str:
-  """Training loss of the supervised term (and InfoGraph*'s total)."""
+  """Training MSE (log scale) of both methods, and InfoGraph*'s total loss;
+  one line per seed."""
   fig, axes = runs.plots.panels(2)
-  for m in ('supervised', 'infograph_star'):
+  for m, color in (('supervised', 'C0'), ('infograph_star', 'C3')):
     if m in done:
-      axes[0].plot(np.array(done[m]['mse']), lw=1, label=HEADERS[m])
+      for r, curve in enumerate(np.array(done[m]['mse']).T):
+        axes[0].plot(curve, lw=1, color=color,
+                     label=HEADERS[m] if r == 0 else None)
   if 'infograph_star' in done:
-    axes[1].plot(np.array(done['infograph_star']['loss']), lw=1)
+    axes[1].plot(np.array(done['infograph_star']['loss']), lw=1, color='C3')
+  for ax in axes:
+    ax.set_yscale('log')
   runs.plots.labels(axes[0], 'logged chunk', 'MSE (normalised)', legend=True,
                     fontsize=7)
   runs.plots.labels(axes[1], 'logged chunk', 'InfoGraph* loss')
   return runs.plots.save(fig, path)
-
 
 if __name__ == '__main__':
   runs.main(run, __file__)
