@@ -26,15 +26,15 @@ def test_default_on_1d_gaussian_is_within_0_05(gaussian_1d):
   assert 0 < result.stderr < 0.05
   assert result.bound == 'infonce' and result.eval_bound == 'infonce'
   # The default reports InfoNCE over all 5000 x 5000 held-out pairs of the
-  # mean critic of 4, with a 95 % interval around it.
-  assert result.eval_pairs == 5000 and result.member_estimates.shape == (4,)
+  # mean critic of 2, with a 95 % interval around it.
+  assert result.eval_pairs == 5000 and result.member_estimates.shape == (2,)
   lo, hi = result.interval
   np.testing.assert_allclose(hi - lo, 2 * 1.959964 * result.stderr, rtol=1e-5)
   assert 'all 5000 x 5000 held-out pairs' in result.estimator
   # Curves: one training value per step, one held-out value per evaluation.
   assert result.train_curve.shape == (result.steps_run,)
   assert result.test_curve.shape == result.eval_steps.shape
-  assert result.steps_run % 100 == 0 and result.steps_run <= 2000
+  assert result.steps_run % 100 == 0 and result.steps_run <= 3000
   assert result.best_step in result.eval_steps
   assert result.n_train + result.n_test == 10_000
   assert np.isfinite(result.train_curve).all()
