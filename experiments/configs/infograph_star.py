@@ -11,8 +11,8 @@ CPU-sized run (about 20 min on 2 shared cores; fewer steps, see ``cpu``)::
       --config=experiments/configs/infograph_star.py:cpu \
       --workdir=results/infograph_star_cpu
 
-``:cpu_long`` is ``:cpu`` with 3x the steps, without the InfoGraph probe
-(about 25 min). ``:tiny`` trains a narrow model for a few steps on the 100-molecule slice
+``:cpu_long`` is ``:cpu`` with 2x the steps, without the InfoGraph probe
+(about 15 min). ``:tiny`` trains a narrow model for a few steps on the 100-molecule slice
 ``tests/data/qm9_part1_head100.csv`` (the CI test). Needs ``pip install
 qm9pack==1.0.3 rdkit`` for the full data (``qm9pack`` ships the CSV files).
 It should show, per target, the test MAE of the supervised baseline and of
@@ -77,8 +77,8 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
                   infograph_epochs=2, infograph_pool=20000)
   if variant == 'cpu_long':
     # The cpu run picked most targets at its last evaluation (still
-    # improving): 3x the steps (~58 passes), InfoGraph* and baseline only.
-    config.update(num_steps=4500, eval_every=500,
+    # improving): 2x the steps (~38 passes), InfoGraph* and baseline only.
+    config.update(num_steps=3000, eval_every=500,
                   methods=('supervised', 'infograph_star'))
   if variant == 'tiny':
     config.update(csv='tests/data/qm9_part1_head100.csv', num_train=40,
