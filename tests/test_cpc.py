@@ -128,6 +128,7 @@ def test_unknown_context_lists_the_valid_ones():
     cpc.make_model(_image_config(form='rows'))
 
 
+@pytest.mark.slow
 def test_sharded_infonce_equals_the_dense_scores_on_one_device():
   config = _image_config(mlp=True)
   model = cpc.make_model(config)
@@ -143,6 +144,14 @@ def test_sharded_infonce_equals_the_dense_scores_on_one_device():
     assert float(metrics[f'log_n_k{k}']) == pytest.approx(math.log(4 * (7 - k) * 7))
     np.testing.assert_allclose(metrics[f'infonce_k{k}'], dense_metrics[f'infonce_k{k}'],
                                rtol=1e-5, atol=1e-6)
+  # Any scores-only bound of the registry: JSD reports NWJ of its critic
+  # (bounds.REGISTRY['jsd']), here on the k = 1 scores.
+  jsd_metrics = jax.jit(lambda o: cpc.objective(o, model.offsets, bound='jsd')[1])(out)
+  s = cpc.scores(out['predictions'][0], out['latents'], 1)
+  assert float(jsd_metrics['jsd_k1']) == pytest.approx(
+      float(bounds.get('jsd').estimate(s)), rel=1e-5)
+  with pytest.raises(ValueError, match="negatives='sharded' computes InfoNCE only"):
+    cpc.make_loss(model, _image_config(bound='jsd', negatives='sharded'))
 
 
 # ------------------------------------------------ learning a known sequence --
@@ -255,9 +264,12 @@ def test_sharded_and_dense_losses_agree_over_four_devices():
         f = jax.jit(jax.value_and_grad(lambda p: loss(p, (), {'x': x}, None)[0]))
         return f(params)
       (d, gd), (s, gs), (r, gr) = value('dense'), value('sharded'), value('sharded', 'ring')
-      np.testing.assert_allclose(s, d, rtol=1e-5); np.testing.assert_allclose(r, d, rtol=1e-5)
-      for a, b in zip(jax.tree.leaves(gd), jax.tree.leaves(gs) + jax.tree.leaves(gr)):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+      # The loss is a mean of terms of size log N ~ 6 (near 0 at init): a
+      # few float32 ulps of log N absolute, not relative to the sum.
+      np.testing.assert_allclose(s, d, rtol=0, atol=2e-6)
+      np.testing.assert_allclose(r, d, rtol=0, atol=2e-6)
+      for a, b in zip(jax.tree.leaves(gd) * 2, jax.tree.leaves(gs) + jax.tree.leaves(gr)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5 * float(np.abs(a).max()))
       print('OK', float(d))
   ''')
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
@@ -293,15 +305,3 @@ def test_cpc_tiny_experiment_writes_tables_and_resumes(mnist_dir, tmp_path):
   # A rerun re-uses the finished runs: the same numbers, nothing retrained.
   again = cpc_experiment.run(config, str(tmp_path))
   assert [r['z_grid_linear'] for r in again] == [r['z_grid_linear'] for r in rows]
-
-
-def test_bound_is_chosen_from_the_registry():
-  config = _image_config(bound='jsd', mlp=True)
-  model = cpc.make_model(config)
-  x = jax.random.uniform(jax.random.PRNGKey(6), (2, 28, 28))
-  out = jax.jit(model.apply)(jax.jit(model.init)(jax.random.PRNGKey(7), x), x)
-  value, metrics = cpc.objective(out, model.offsets, bound='jsd')
-  s = cpc.scores(out['predictions'][0], out['latents'], 1)
-  assert metrics['jsd_k1'] == pytest.approx(float(bounds.get('jsd').estimate(s)), rel=1e-5)
-  with pytest.raises(ValueError, match="negatives='sharded' computes InfoNCE only"):
-    cpc.make_loss(model, _image_config(bound='jsd', negatives='sharded'))
