@@ -25,9 +25,9 @@ import numpy as np
 
 from experiments.dim import finished
 from experiments.dim import last_eval
+from experiments.dim import load_splits
 from experiments.dim import run_names
 from infomax_jax import cpc
-from infomax_jax import data as data_lib
 from infomax_jax import runs
 from infomax_jax import train as train_lib
 
@@ -121,11 +121,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """Every (data set, run) of ``config``; writes the tables and the figure."""
   rows = []
   for dataset in config.datasets:
-    load = lambda split, limit: data_lib.load(
-        dataset, split, data_dir=config.get('data_dir') or None,
-        source=config.get('data_source', 'auto'), limit=limit)
-    splits = (load('train', config.train_examples),
-              load('test', config.test_examples))
+    splits = load_splits(config, dataset)
     for name in run_names(config):
       run_config = runs.override(config, dataset=dataset,
                                  **config.runs[name].to_dict())

@@ -138,6 +138,14 @@ def plot_prior(workdir: str, rows: list[dict], path: str) -> str:
       fig, path, 'Deep InfoMax: distance of σ(Y) to the prior during training')
 
 
+def load_splits(config, dataset: str) -> tuple[dict, dict]:
+  """(train, test) of ``dataset``, limited to the config's example counts."""
+  load = lambda split, limit: data_lib.load(
+      dataset, split, data_dir=config.get('data_dir') or None,
+      source=config.get('data_source', 'auto'), limit=limit)
+  return load('train', config.train_examples), load('test', config.test_examples)
+
+
 def run_names(config) -> list[str]:
   """``config.run_names`` (validated), or every run with 'control' first."""
   names = list(config.get('run_names') or ())
@@ -152,11 +160,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """Every (data set, run) of ``config``; writes the tables and the figures."""
   rows = []
   for dataset in config.datasets:
-    load = lambda split, limit: data_lib.load(
-        dataset, split, data_dir=config.get('data_dir') or None,
-        source=config.get('data_source', 'auto'), limit=limit)
-    splits = (load('train', config.train_examples),
-              load('test', config.test_examples))
+    splits = load_splits(config, dataset)
     for name in run_names(config):
       run_config = runs.override(config, dataset=dataset,
                                  **config.runs[name].to_dict())

@@ -54,8 +54,8 @@ from infomax_jax.encoders import make_encoder
 from infomax_jax.estimate import CeilingWarning
 from infomax_jax.estimate import EstimationError
 from infomax_jax.estimate import MIEstimate
-from infomax_jax.estimate import estimate_mi
 from infomax_jax.estimate import estimate_cmi
+from infomax_jax.estimate import estimate_mi
 from infomax_jax.flows import RealNVP
 
 __version__ = '0.2.0'

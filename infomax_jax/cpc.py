@@ -457,18 +457,9 @@ def _features(model: CPC, params: PyTree, x: Array) -> dict[str, Array]:
 
 def encode_features(model: CPC, params: PyTree, images: Array,
                     batch_size: int = 500) -> dict[str, Array]:
-  """Probe features of ``images`` in jitted batches (a host loop, the last
-  batch padded: XLA:CPU runs convolutions inside a loop much slower)."""
-  n = images.shape[0]
-  batch_size = min(batch_size, n)
-  outs = []
-  for start in range(0, n, batch_size):
-    x = images[start:start + batch_size]
-    if x.shape[0] < batch_size:
-      x = jnp.concatenate([x, jnp.zeros((batch_size - x.shape[0],) + x.shape[1:],
-                                        x.dtype)])
-    outs.append(_features(model, params, x))
-  return {k: jnp.concatenate([o[k] for o in outs])[:n] for k in outs[0]}
+  """Probe features of ``images`` in jitted batches (``evaluation.map_batches``)."""
+  return evaluation.map_batches(lambda x: _features(model, params, x),
+                                images, batch_size)
 
 
 def to_float(images: Array) -> Array:

@@ -142,3 +142,21 @@ def test_eval_keys_policy():
     evaluation.eval_key(0, '')
   with pytest.raises(ValueError, match='at least one'):
     evaluation.eval_keys(0, 'x', 0)
+
+
+def test_map_batches_pads_the_last_batch_and_drops_the_padding():
+  x = jnp.arange(7 * 3, dtype=jnp.float32).reshape(7, 3)
+  calls = []
+
+  def fn(batch):
+    calls.append(batch.shape)
+    return {'sum': batch.sum(axis=1), 'first': batch[:, 0]}
+
+  out = evaluation.map_batches(fn, x, batch_size=3)
+  # 7 rows in batches of 3: three equal calls (one compile), the last padded.
+  assert calls == [(3, 3)] * 3
+  np.testing.assert_array_equal(out['sum'], np.arange(21).reshape(7, 3).sum(1))
+  np.testing.assert_array_equal(out['first'], np.arange(0, 21, 3))
+  assert evaluation.map_batches(fn, x, batch_size=100)['sum'].shape == (7,)
+  with pytest.raises(ValueError, match='at least one example'):
+    evaluation.map_batches(fn, x[:0])

@@ -79,6 +79,18 @@ def schedule(config: ml_collections.ConfigDict, num_steps: int, every: int, *,
   return config
 
 
+def image_data(config: ml_collections.ConfigDict,
+               datasets=('mnist', 'fashion_mnist')) -> ml_collections.ConfigDict:
+  """The data fields of the image experiments that loop over data sets (DIM, CPC)."""
+  config.datasets = tuple(datasets)
+  config.dataset = datasets[0]    # set per run from config.datasets
+  config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, system dirs, tfds
+  config.data_source = 'auto'     # 'auto', 'local' or 'tfds' (data.load)
+  config.train_examples = 0       # > 0: only the first N train images
+  config.test_examples = 0        # > 0: only the first N test images
+  return config
+
+
 def twoview_data(config: ml_collections.ConfigDict,
                  noise_std: float = 0.05) -> ml_collections.ConfigDict:
   """The data fields of the two-view (top/bottom MNIST halves) experiments."""

@@ -47,12 +47,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   if variant not in VARIANTS:
     raise common.unknown_variant(variant, VARIANTS)
   config = ml_collections.ConfigDict()
-  config.datasets = ('mnist', 'fashion_mnist')
-  config.dataset = 'mnist'        # set per run from config.datasets
-  config.data_dir = ''            # '' -> $INFOMAX_DATA_DIR, system dirs, tfds
-  config.data_source = 'auto'     # 'auto', 'local' or 'tfds' (data.load)
-  config.train_examples = 0       # > 0: only the first N train images
-  config.test_examples = 0        # > 0: only the first N test images
+  common.image_data(config)
   # Model (cpc.make_model).
   config.form = 'patches'         # 'patches' (7×7 grid) or 'rows' (sequence of rows)
   config.patch_size = 8
