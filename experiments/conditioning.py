@@ -196,11 +196,7 @@ def dim_task(config: ml_collections.ConfigDict, train_data, test_data,
 
 
 def _run_dim(config: ml_collections.ConfigDict, workdir: str):
-  load = lambda split, limit: data_lib.load(
-      config.dataset, split, data_dir=config.get('data_dir') or None,
-      source=config.get('data_source', 'auto'), limit=limit)
-  (train_x, train_y), (test_x, test_y) = (load('train', config.train_examples),
-                                          load('test', config.test_examples))
+  (train_x, train_y), (test_x, test_y) = data_lib.load_splits(config)
   train_data, test_data = (to_rgb32(train_x), train_y), (to_rgb32(test_x), test_y)
   state = train_lib.train(config, dim_task(config, train_data, test_data, workdir),
                           workdir)

@@ -23,11 +23,8 @@ import os
 import ml_collections
 import numpy as np
 
-from experiments.dim import finished
-from experiments.dim import last_eval
-from experiments.dim import load_splits
-from experiments.dim import run_names
 from infomax_jax import cpc
+from infomax_jax import data as data_lib
 from infomax_jax import runs
 from infomax_jax import train as train_lib
 
@@ -55,9 +52,9 @@ def describe(config) -> dict:
 def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
   """Trains (or resumes) one run; returns its table row."""
   run_dir = os.path.join(workdir, dataset, name)
-  if not (config.num_steps == 0 and 'c_pool_linear' in last_eval(run_dir)):
+  if not (config.num_steps == 0 and 'c_pool_linear' in runs.last_eval(run_dir)):
     train_lib.train(config, cpc.make_task(config, *splits), run_dir)
-  last = last_eval(run_dir)
+  last = runs.last_eval(run_dir)
   row = {'dataset': dataset, 'run': name, **describe(config),
          'train_seconds': round(runs.seconds(run_dir), 1)}
   for field in TABLE_FIELDS:
@@ -121,12 +118,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """Every (data set, run) of ``config``; writes the tables and the figure."""
   rows = []
   for dataset in config.datasets:
-    splits = load_splits(config, dataset)
-    for name in run_names(config):
+    splits = data_lib.load_splits(config, dataset)
+    for name in runs.run_names(config):
       run_config = runs.override(config, dataset=dataset,
                                  **config.runs[name].to_dict())
       del run_config['dim_table']    # how to tabulate, not how to train
-      if config.get('skip_unfinished') and not finished(
+      if config.get('skip_unfinished') and not runs.finished(
           os.path.join(workdir, dataset, name), run_config.num_steps):
         print(f'skipping {dataset}/{name}: not finished', flush=True)
         continue

@@ -62,25 +62,12 @@ def describe(config) -> dict:
           'gamma': config.gamma, 'steps': config.num_steps}
 
 
-def last_eval(run_dir: str) -> dict:
-  """The last non-empty evaluation record of ``run_dir`` ({} if none)."""
-  if not os.path.exists(os.path.join(run_dir, runs.metrics.METRICS_FILE)):
-    return {}
-  records = [r for r in runs.read_metrics(run_dir, 'eval') if len(r) > 2]
-  return records[-1] if records else {}
-
-
-def finished(run_dir: str, num_steps: int) -> bool:
-  """Whether ``run_dir`` holds the final evaluation of a ``num_steps`` run."""
-  return last_eval(run_dir).get('step') == num_steps
-
-
 def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
   """Trains (or resumes) one run; returns its table row."""
   run_dir = os.path.join(workdir, dataset, name)
-  if not (config.num_steps == 0 and 'energy_prior' in last_eval(run_dir)):
+  if not (config.num_steps == 0 and 'energy_prior' in runs.last_eval(run_dir)):
     train_lib.train(config, dim_lib.make_task(config, *splits), run_dir)
-  last = last_eval(run_dir)
+  last = runs.last_eval(run_dir)
   seconds = runs.seconds(run_dir)
   row = {'dataset': dataset, 'run': name, **describe(config),
          'train_seconds': round(seconds, 1)}
@@ -138,33 +125,15 @@ def plot_prior(workdir: str, rows: list[dict], path: str) -> str:
       fig, path, 'Deep InfoMax: distance of σ(Y) to the prior during training')
 
 
-def load_splits(config, dataset: str) -> tuple[dict, dict]:
-  """(train, test) of ``dataset``, limited to the config's example counts."""
-  load = lambda split, limit: data_lib.load(
-      dataset, split, data_dir=config.get('data_dir') or None,
-      source=config.get('data_source', 'auto'), limit=limit)
-  return load('train', config.train_examples), load('test', config.test_examples)
-
-
-def run_names(config) -> list[str]:
-  """``config.run_names`` (validated), or every run with 'control' first."""
-  names = list(config.get('run_names') or ())
-  for name in names:
-    if name not in config.runs:
-      raise ValueError(f'config.run_names: unknown run {name!r}; valid: '
-                       f'{sorted(config.runs.keys())}')
-  return names or sorted(config.runs.keys(), key=lambda n: (n != 'control', n))
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   """Every (data set, run) of ``config``; writes the tables and the figures."""
   rows = []
   for dataset in config.datasets:
-    splits = load_splits(config, dataset)
-    for name in run_names(config):
+    splits = data_lib.load_splits(config, dataset)
+    for name in runs.run_names(config):
       run_config = runs.override(config, dataset=dataset,
                                  **config.runs[name].to_dict())
-      if config.get('skip_unfinished') and not finished(
+      if config.get('skip_unfinished') and not runs.finished(
           os.path.join(workdir, dataset, name), run_config.num_steps):
         print(f'skipping {dataset}/{name}: not finished', flush=True)
         continue

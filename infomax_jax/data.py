@@ -151,6 +151,18 @@ def load(
   return images, labels
 
 
+
+def load_splits(config: Any, dataset: str | None = None
+                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+  """(train, test) of ``dataset`` (default ``config.dataset``) as ``load`` gives
+  them, with a config's ``data_dir``, ``data_source``, ``train_examples`` and
+  ``test_examples`` (0: all)."""
+  name = dataset or config.dataset
+  kwargs = dict(data_dir=config.get('data_dir') or None,
+                source=config.get('data_source', 'auto'))
+  return (load(name, 'train', limit=config.get('train_examples', 0), **kwargs),
+          load(name, 'test', limit=config.get('test_examples', 0), **kwargs))
+
 def _load(name: str, split: str, data_dir, source: str
           ) -> tuple[np.ndarray, np.ndarray]:
   spec = registry.lookup(DATASETS, name, 'data set')

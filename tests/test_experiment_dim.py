@@ -9,6 +9,7 @@ import pytest
 
 from experiments import dim as dim_experiment
 from experiments.configs import dim as dim_config
+from infomax_jax import runs
 
 
 def _rows(workdir):
@@ -78,7 +79,7 @@ def test_dim_unknown_run_name_lists_valid_ones():
   config = dim_config.get_config('tiny')
   config.run_names = ('L_nce',)
   with pytest.raises(ValueError, match="unknown run 'L_nce'; valid: .*'G_dv'"):
-    dim_experiment.run_names(config)
+    runs.run_names(config)
 
 
 def test_dim_config_variants():
@@ -89,12 +90,12 @@ def test_dim_config_variants():
   assert full.runs.G_infonce_prior_r1.gradient_penalty == 10.0
   assert full.runs.L_infonce_prior.get('gradient_penalty', 0.0) == 0.0
   assert full.runs.L_infonce_prior.gamma == 0.1 and full.runs.G_dv_prior.gamma == 1.0
-  assert dim_experiment.run_names(full)[0] == 'control'
+  assert runs.run_names(full)[0] == 'control'
   cpu = dim_config.get_config('cpu')
   assert cpu.runs.L_infonce_prior1_r1.gradient_penalty == 10.0
-  assert set(dim_experiment.run_names(cpu)) <= set(cpu.runs.keys())
+  assert set(runs.run_names(cpu)) <= set(cpu.runs.keys())
   long = dim_config.get_config('cpu_long')
   assert long.num_steps == 2000 and long.critic_units == cpu.critic_units
-  assert dim_experiment.run_names(long) == ['control', 'L_infonce', 'G_infonce']
+  assert runs.run_names(long) == ['control', 'L_infonce', 'G_infonce']
   with pytest.raises(ValueError, match="valid variants are: '', 'cpu', 'cpu_long', 'tiny'"):
     dim_config.get_config('huge')

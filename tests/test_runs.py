@@ -122,3 +122,26 @@ def test_override_and_run_dir(tmp_path):
   assert os.path.exists(os.path.join(path, 'keep'))   # same settings: kept
   runs.run_dir(path, {'x': 2})
   assert not os.path.exists(os.path.join(path, 'keep'))   # other run: cleared
+
+
+def test_last_eval_and_finished(tmp_path):
+  workdir = str(tmp_path)
+  assert runs.last_eval(workdir) == {} and not runs.finished(workdir, 10)
+  with runs.MetricWriter(workdir) as writer:
+    writer.write(0, 'eval', {'acc': 0.1})
+    writer.write(10, 'eval', {'acc': 0.9})
+    writer.write(10, 'train', {'loss': 1.0})
+    writer.write(12, 'eval', {})                 # an empty record is skipped
+  assert runs.last_eval(workdir) == {'step': 10, 'split': 'eval', 'acc': 0.9}
+  assert runs.finished(workdir, 10) and not runs.finished(workdir, 20)
+
+
+def test_run_names_control_first_and_checked():
+  import ml_collections
+  config = ml_collections.ConfigDict(dict(runs=dict(b={}, control={}, a={})))
+  assert runs.run_names(config) == ['control', 'a', 'b']
+  config.run_names = ('a',)
+  assert runs.run_names(config) == ['a']
+  config.run_names = ('nope',)
+  with pytest.raises(ValueError, match="unknown run 'nope'; valid: \\['a', 'b', 'control'\\]"):
+    runs.run_names(config)

@@ -23,11 +23,14 @@ from infomax_jax.runs.cli import main
 from infomax_jax.runs.cli import quiet_orbax
 from infomax_jax.runs.config import override
 from infomax_jax.runs.config import run_dir
+from infomax_jax.runs.config import run_names
 from infomax_jax.runs.config import to_json
 from infomax_jax.runs.config import validate
 from infomax_jax.runs.metrics import MetricWriter
 from infomax_jax.runs.metrics import Progress
 from infomax_jax.runs.metrics import check_finite
+from infomax_jax.runs.metrics import finished
+from infomax_jax.runs.metrics import last_eval
 from infomax_jax.runs.metrics import read_jsonl
 from infomax_jax.runs.metrics import read_metrics
 from infomax_jax.runs.metrics import series

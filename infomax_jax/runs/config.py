@@ -135,3 +135,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
                    if p not in problems]
   if problems:
     raise ValueError('invalid config:\n  ' + '\n  '.join(problems))
+
+
+def run_names(config: ml_collections.ConfigDict) -> list[str]:
+  """The named runs of an experiment with a ``config.runs`` table:
+  ``config.run_names`` (each checked), or every run with 'control' first."""
+  names = list(config.get('run_names') or ())
+  for name in names:
+    if name not in config.runs:
+      raise ValueError(f'config.run_names: unknown run {name!r}; valid: '
+                       f'{sorted(config.runs.keys())}')
+  return names or sorted(config.runs.keys(), key=lambda n: (n != 'control', n))

@@ -172,3 +172,16 @@ class Progress:
         f'{k}={v:.4g}' for k, v in (values or {}).items()
         if isinstance(v, (float, int)) and not isinstance(v, bool)]
     return f'{" ".join(parts)} | {rate:.3g} {self.unit}/s, ETA {eta / 60:.1f} min'
+
+
+def last_eval(run_dir: str) -> dict[str, Any]:
+  """The last evaluation record of ``run_dir`` that holds metrics ({} if none)."""
+  if not os.path.exists(os.path.join(run_dir, METRICS_FILE)):
+    return {}
+  records = [r for r in read_metrics(run_dir, 'eval') if len(r) > 2]
+  return records[-1] if records else {}
+
+
+def finished(run_dir: str, num_steps: int) -> bool:
+  """Whether ``run_dir`` holds the final evaluation of a ``num_steps`` run."""
+  return last_eval(run_dir).get('step') == num_steps
