@@ -111,6 +111,31 @@ def test_critics_tiny_writes_outputs(tmp_path, mnist_dir):
 
 
 @pytest.mark.slow
+def test_critics_seeds_findings_are_paired_differences(tmp_path, mnist_dir):
+  """Two seeds vmapped: the figure draws bands and findings.md holds each
+  critic minus the reference, per seed, recomputed here from metrics.jsonl."""
+  config = runs.override(
+      critics_config.get_config('tiny'), data_dir=str(mnist_dir),
+      bounds=('nwj',), train_examples=300, eval_batches=1, num_seeds=2)
+  critics_experiment.run(config, str(tmp_path))
+  assert _is_png(tmp_path / 'critics.png')
+  found = json.load(open(tmp_path / 'findings.json'))['nwj']
+  assert found['seeds'] == ['0', '1']
+  last = {}
+  for critic in ('bilinear', 'concat'):
+    evals = [json.loads(l) for l in open(tmp_path / f'nwj_{critic}' / 'metrics.jsonl')]
+    last[critic] = {s: [r for r in evals if r['split'] == 'eval' and r.get('seed') == s][-1]
+                    for s in ('0', '1')}
+  diffs = [100 * (last['bilinear'][s]['probe_accuracy'] - last['concat'][s]['probe_accuracy'])
+           for s in ('0', '1')]
+  mean, half = found['bilinear-concat']['accuracy_points']
+  assert mean == pytest.approx(np.mean(diffs))
+  # Student t with 1 degree of freedom: 12.706 standard errors.
+  assert half == pytest.approx(12.706 * np.std(diffs, ddof=1) / np.sqrt(2), rel=1e-3)
+  assert 'bilinear − concat' in open(tmp_path / 'findings.md').read()
+
+
+@pytest.mark.slow
 def test_target_mi_tiny_writes_outputs(tmp_path, mnist_dir):
   config = runs.override(
       target_mi_config.get_config('tiny'), data_dir=str(mnist_dir),

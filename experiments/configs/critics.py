@@ -42,6 +42,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
       concat=dict(hidden=(200,)),
   ))
   config.bounds = ('infonce', 'nwj')   # each critic is trained with each bound
+  config.reference_critic = 'concat'   # findings.md: each critic minus this one, paired by seed
   config.target_mi = config_dict.placeholder(float)  # unused here: maximise
   common.training(config, num_steps=20000, eval_every=2000, checkpoint_every=2000)
   common.twoview_eval(config, eval_batches=20, probe_steps=500)

@@ -54,10 +54,12 @@ def mean_interval(samples: Any, confidence: float = 0.95, axis: int = 0):
 
 
 def band(ax, x: Sequence[float], samples: Any, *, label: Optional[str] = None,
-         color: Optional[str] = None, style: str = '-', confidence: float = 0.95):
-  """Plots the mean of ``samples`` (R, T) over R runs with its interval band."""
+         color: Optional[str] = None, style: str = '-', confidence: float = 0.95,
+         **line_kw):
+  """Plots the mean of ``samples`` (R, T) over R runs with its interval band;
+  ``line_kw`` (e.g. ``ms``, ``lw``) go to the mean's line."""
   mean, half = mean_interval(samples, confidence)
-  (line,) = ax.plot(x, mean, style, label=label, color=color)
+  (line,) = ax.plot(x, mean, style, label=label, color=color, **line_kw)
   if np.any(half > 0):
     ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
   return line
