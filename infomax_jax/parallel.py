@@ -3,6 +3,12 @@
 Training is ``jax.jit`` over a one-axis ``Mesh`` named ``'data'`` that spans
 every device of every process (a mesh of one on a single CPU/GPU): parameters
 and data sets are replicated, each batch is sharded along its first axis.
+Replicas (N seeds vmapped in one program, ``train`` with ``config.num_seeds``)
+may instead be spread over the devices: ``make_mesh(replica_devices=R)`` is a
+2-D ``('replica', 'data')`` mesh of R groups of n / R devices; each group holds
+N / R replicas (state sharded ``P('replica')`` on its leading axis) and splits
+their batches over its own devices (``P('replica', 'data')``). With R = n every
+device trains its own replicas on its own data, with no cross-device traffic.
 Because the whole global batch is one logical array, a contrastive score
 matrix computed inside the jitted step uses negatives from every device; XLA
 inserts the collectives. Where the K x K scores should not exist at all,
@@ -31,25 +37,65 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 DATA_AXIS = 'data'
+REPLICA_AXIS = 'replica'
 
 PyTree = Any
 
 
-def make_mesh(devices=None) -> Mesh:
+def make_mesh(devices=None, replica_devices: int = 1) -> Mesh:
   """A 1-D ``'data'`` mesh over ``devices`` (default: all devices of all hosts).
 
   Axis types are Auto so that sharding propagates automatically through
   ordinary jnp code (``jax.make_mesh`` defaults to Explicit in recent JAX).
+
+  ``replica_devices = R > 1``: a 2-D ``('replica', 'data')`` mesh of shape
+  (R, n / R) instead, for replicas sharded over R groups of devices (see the
+  module docstring); R must divide the number n of devices.
   """
+  if replica_devices == 1 and not isinstance(replica_devices, bool):
+    if devices is None:
+      return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
+                           axis_types=(AxisType.Auto,))
+    return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+  n = jax.device_count() if devices is None else np.asarray(devices).size
+  r = replica_devices
+  if (isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1
+      or n % r):
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    raise ValueError(
+        f'replica_devices must be a positive int dividing the number of '
+        f'devices ({n}), got replica_devices={r!r}; use one of {divisors}')
+  shape, names = (int(r), n // r), (REPLICA_AXIS, DATA_AXIS)
+  auto = (AxisType.Auto, AxisType.Auto)
   if devices is None:
-    return jax.make_mesh((jax.device_count(),), (DATA_AXIS,),
-                         axis_types=(AxisType.Auto,))
-  return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+    return jax.make_mesh(shape, names, axis_types=auto)
+  return Mesh(np.asarray(devices).reshape(shape), names, axis_types=auto)
+
+
+def replica_axis_size(mesh: Mesh) -> int:
+  """The size of ``mesh``'s ``'replica'`` axis: 1 on a 1-D ``'data'`` mesh."""
+  return mesh.shape.get(REPLICA_AXIS, 1)
+
+
+def replica_spmd_axis(mesh: Mesh) -> Optional[str]:
+  """``'replica'`` if ``mesh`` has that axis, else None: the ``spmd_axis_name``
+  of the ``vmap`` over replicas (its sharding constraints and ``shard_map``s
+  then also split the replica axis over the mesh's ``'replica'`` axis)."""
+  return REPLICA_AXIS if REPLICA_AXIS in mesh.axis_names else None
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
   """Sharding that keeps a full copy on every device (parameters, data sets)."""
   return NamedSharding(mesh, P())
+
+
+def replica_sharded(mesh: Mesh, axis: int = 0) -> NamedSharding:
+  """Splits array axis ``axis`` (the replica axis of a stacked ``TrainState``,
+  of stacked metrics) over the ``'replica'`` mesh axis; on a mesh without one,
+  ``replicated(mesh)``."""
+  if REPLICA_AXIS not in mesh.axis_names:
+    return replicated(mesh)
+  return NamedSharding(mesh, P(*(None,) * axis, REPLICA_AXIS))
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:
@@ -61,10 +107,13 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   """Raises ValueError unless ``batch_size`` splits evenly over the mesh."""
   n = mesh.shape[DATA_AXIS]
   if batch_size % n:
+    groups = replica_axis_size(mesh)
+    where = (f': {mesh.size} devices / replica_devices={groups}'
+             if groups > 1 else '')
     raise ValueError(
         f'batch_size must be divisible by the number of devices in the '
-        f"'{DATA_AXIS}' mesh axis ({n}), got batch_size={batch_size}; use a "
-        f'multiple of {n}')
+        f"'{DATA_AXIS}' mesh axis ({n}{where}), got batch_size={batch_size}; "
+        f'use a multiple of {n}')
 
 
 def shard_batch(batch, mesh: Mesh):
@@ -72,6 +121,9 @@ def shard_batch(batch, mesh: Mesh):
 
   Used inside a jitted step on batches sampled on device; scalars and leaves
   whose leading axis does not divide over the mesh are replicated instead.
+  Inside the ``vmap`` over replicas with ``spmd_axis_name='replica'`` (a
+  ``('replica', 'data')`` mesh) the stacked batch becomes ``P('replica',
+  'data')``.
   """
   n = mesh.shape[DATA_AXIS]
 
@@ -98,7 +150,9 @@ def batch_shard_map(fn: Callable[..., Any], mesh: Mesh, *,
 
   Args:
     fn: per-device function.
-    mesh: the ``'data'`` mesh.
+    mesh: the ``'data'`` mesh, or a ``('replica', 'data')`` one when ``fn``
+      runs inside the train loop's ``vmap`` over sharded replicas (each
+      replica's batch is then split over its group's ``'data'`` devices).
     num_batch_args: how many leading positional arguments are batch-sharded;
       the rest are replicated (e.g. parameters). Default: all.
 
@@ -108,7 +162,14 @@ def batch_shard_map(fn: Callable[..., Any], mesh: Mesh, *,
   def wrapped(*args):
     n = len(args) if num_batch_args is None else num_batch_args
     specs = tuple(P(DATA_AXIS) if i < n else P() for i in range(len(args)))
-    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P())(*args)
+    if REPLICA_AXIS not in mesh.axis_names:
+      return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P())(*args)
+    # Under vmap(spmd_axis_name='replica') JAX 0.10's varying-manual-axes
+    # check rejects the streaming bounds' scans and products ("mismatched
+    # varying manual axes"); without it the values and gradients are right
+    # (tests/test_replica_mesh.py compares them with the 1-D mesh).
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(),
+                         check_vma=False)(*args)
   return wrapped
 
 

@@ -37,10 +37,20 @@ seed='3')``) and each evaluation adds a ``seed='all'`` record with the mean,
 over the replicas (``runs.replicas`` reads them back). Checkpoints hold the
 stacked state; resume is as for one run.
 
+By default every device holds every replica and the batches are split over
+all devices. ``config.replica_devices = R > 1`` shards the replicas instead:
+a ``('replica', 'data')`` mesh of R groups of n / R devices
+(``parallel.make_mesh(replica_devices=R)``), each training N / R replicas
+(state ``P('replica')`` on the leading axis) on batches split over its own
+devices (``P('replica', 'data')``); R = n: every device trains its own
+replicas with no cross-device traffic. R must divide n and N. The results
+equal R = 1 to float tolerance; checkpoints hold the full stacked state, so a
+run may resume under another R (the field is not pinned).
+
 Config fields read here: seed, num_steps, batch_size, learning_rate, log_every,
-eval_every, checkpoint_every, and optionally num_seeds (default 1), step_loop
-('scan', 'python'; see ``make_train_chunk``), optimizer ('adam', 'sgd') and
-keep_checkpoints.
+eval_every, checkpoint_every, and optionally num_seeds (default 1),
+replica_devices (default 1), step_loop ('scan', 'python'; see
+``make_train_chunk``), optimizer ('adam', 'sgd') and keep_checkpoints.
 """
 
 import contextlib
@@ -63,6 +73,10 @@ from infomax_jax import runs
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
+
+# How the replicas are laid out over the devices does not change the run (to
+# float tolerance): a run may resume under another replica_devices.
+runs.workdir.allow_changes({'replica_devices'})
 
 
 @flax.struct.dataclass
@@ -163,7 +177,10 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, mesh,
 
   ``replicas``: the state is stacked over a leading replica axis (see
   ``init_state``); every step is ``vmap``ped over it and the metrics are
-  stacked as (steps, replicas).
+  stacked as (steps, replicas). On a ``('replica', 'data')`` mesh
+  (``parallel.make_mesh(replica_devices=R)``) the state and the metrics are
+  sharded over that axis (``parallel.replica_sharded``) and every batch is
+  ``P('replica', 'data')``.
 
   ``step_loop='scan'``: one jitted ``lax.scan`` over the steps (one dispatch
   per chunk). ``'python'``: a host loop dispatching one jitted step at a time;
@@ -190,18 +207,22 @@ def make_train_chunk(task: Task, tx: optax.GradientTransformation, mesh,
     return state.replace(step=state.step + 1), metrics
 
   if replicas:
-    body = jax.vmap(body, in_axes=(0, None))
+    body = jax.vmap(body, in_axes=(0, None),
+                    spmd_axis_name=parallel.replica_spmd_axis(mesh))
 
   def chunk(state: TrainState, data):
     return jax.lax.scan(lambda s, _: body(s, data), state, None,
                         length=num_steps)
 
   rep = parallel.replicated(mesh)
-  jit = lambda f: jax.jit(f, in_shardings=(rep, rep), out_shardings=(rep, rep),
-                          donate_argnums=0)
-  if step_loop == 'scan':
-    return jit(chunk)
-  step = jit(body)
+  # Without a 'replica' mesh axis (or replicas) every sharding here is `rep`.
+  state_sharding = parallel.replica_sharded(mesh) if replicas else rep
+  jit = lambda f, metrics: jax.jit(
+      f, in_shardings=(state_sharding, rep),
+      out_shardings=(state_sharding, metrics), donate_argnums=0)
+  if step_loop == 'scan':   # metrics (steps, replicas)
+    return jit(chunk, parallel.replica_sharded(mesh, 1) if replicas else rep)
+  step = jit(body, state_sharding)
 
   def python_chunk(state: TrainState, data):
     stacked = []
@@ -236,6 +257,19 @@ def num_replicas(config) -> int:
   if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
     raise ValueError(f'config.num_seeds must be a positive int, got {n!r}')
   return int(n)
+
+
+def replica_devices(config) -> int:
+  """``config.replica_devices`` (default 1): over how many device groups the
+  replicas are sharded; it must divide ``num_replicas(config)``."""
+  r, n = config.get('replica_devices', 1), num_replicas(config)
+  if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
+    raise ValueError(f'config.replica_devices must be a positive int, got {r!r}')
+  if n % r:
+    raise ValueError(
+        f'config.replica_devices={r} must divide config.num_seeds={n} (each '
+        f'of the {r} device groups trains num_seeds / replica_devices replicas)')
+  return int(r)
 
 
 def replica(tree: PyTree, r: int) -> PyTree:
@@ -284,14 +318,24 @@ def train(config: ml_collections.ConfigDict, task: Task, workdir: str, *,
     config: see the module docstring for the fields read.
     task: the experiment's ``Task``.
     workdir: output folder (metrics.jsonl, checkpoints/).
-    mesh: device mesh (default: all devices, ``parallel.make_mesh()``).
+    mesh: device mesh (default: all devices, ``parallel.make_mesh(
+      replica_devices=config.replica_devices)``); a mesh passed must have a
+      ``'replica'`` axis of size ``config.replica_devices`` (none when 1).
     verbose: print progress lines.
 
   Returns:
-    The final ``TrainState`` (replicated over the mesh).
+    The final ``TrainState`` (replicated over the mesh; sharded over its
+    ``'replica'`` axis with ``config.replica_devices > 1``).
   """
   _check_config(config)
-  mesh = mesh or parallel.make_mesh()
+  groups = replica_devices(config)
+  mesh = mesh or parallel.make_mesh(replica_devices=groups)
+  if parallel.replica_axis_size(mesh) != groups:
+    raise ValueError(
+        f'config.replica_devices={groups} needs a mesh with a '
+        f"'{parallel.REPLICA_AXIS}' axis of that size, got a mesh of shape "
+        f'{dict(mesh.shape)}; build it with parallel.make_mesh(devices, '
+        f'replica_devices={groups})')
   parallel.check_batch_size(config.batch_size, mesh)
   os.makedirs(workdir, exist_ok=True)
   # Multi-process runs: every process trains, process 0 alone logs and writes
@@ -313,8 +357,12 @@ def _train(config, task: Task, workdir: str, mesh, primary: bool,
         'the keyword seed= (each replica evaluates on the batches of its own '
         'seed); this task\'s evaluate does not: train one seed per run')
 
+  # The stacked state is split over the 'replica' mesh axis, if any.
+  sharded = batched and parallel.replica_axis_size(mesh) > 1
+  state_sharding = parallel.replica_sharded(mesh) if sharded else rep
+
   tx = task.optimizer or make_optimizer(config)
-  state = jax.device_put(init_state(task, config, tx), rep)
+  state = jax.device_put(init_state(task, config, tx), state_sharding)
   data = jax.device_put(task.data, rep)
 
   ckpt = runs.Checkpoints(workdir, config.get('keep_checkpoints', 2), primary)
@@ -322,7 +370,8 @@ def _train(config, task: Task, workdir: str, mesh, primary: bool,
     runs.workdir.pin_config(workdir, config,
                             resuming=ckpt.latest_step() is not None)
   abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=state_sharding),
+      state)
   # Warnings print even when progress lines do not (verbose=False).
   resume_step, restored = ckpt.restore(
       abstract, log=print if primary else (lambda *a, **k: None))
@@ -348,6 +397,8 @@ def _train(config, task: Task, workdir: str, mesh, primary: bool,
     for r, seed in enumerate(seeds):
       if batched:
         params, aux = replica(state.params, r), replica(state.aux, r)
+        if sharded:   # placed as with replica_devices = 1
+          params, aux = jax.device_put((params, aux), rep)
         record = task.evaluate(params, aux, step, seed=seed)
       else:
         record = task.evaluate(state.params, state.aux, step)

@@ -4,6 +4,8 @@ Field meanings (read by ``infomax_jax.train``):
   seed              base seed: init, training keys and the fixed evaluation
                     batches (``infomax_jax.evaluation.eval_key``) derive from it.
   num_seeds         replicas trained side by side (vmapped): seeds seed, seed+1, ...
+  replica_devices   device groups the replicas are sharded over (1: every device
+                    holds every replica); divides num_seeds and the device count.
   optimizer         'adam' or 'sgd'.
   learning_rate     step size.
   batch_size        global batch (sharded over the devices).
@@ -25,6 +27,7 @@ def training(config: ml_collections.ConfigDict | None = None,
   config = ml_collections.ConfigDict() if config is None else config
   config.seed = 0
   config.num_seeds = 1   # > 1: seeds seed .. seed + num_seeds - 1, vmapped in one program
+  config.replica_devices = 1   # > 1: replicas sharded over this many device groups
   config.optimizer = 'adam'
   config.learning_rate = 1e-4
   config.batch_size = 128
