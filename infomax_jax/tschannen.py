@@ -169,6 +169,77 @@ def findings(workdir: str) -> dict[str, Any]:
   return out
 
 
+def _final_by_seed(run_dir: str) -> dict[str, dict]:
+  """The last evaluation of every seed of a (possibly batched) run."""
+  return {seed: records[-1] for seed, records in
+          runs.replicas.by_seed(runs.read_metrics(run_dir, 'eval')).items()}
+
+
+def grid_findings(workdir: str, rows: dict[str, dict[str, str]], reference: str,
+                  measures: Sequence[tuple[str, str, float]],
+                  claim: dict[str, int], title: str) -> dict:
+  """A paper's claim over the runs of a grid, as paired differences over seeds.
+
+  For each row, the final value of every measure per line (mean ± 95 %
+  interval over the seeds) and, paired by seed, every line minus the
+  ``reference`` line. The claim holds for a line when each difference named
+  in ``claim`` has the sign given there (+1 / -1) with its whole interval.
+  Writes ``findings.md`` and ``findings.json`` in ``workdir``.
+
+  Args:
+    workdir: folder of the run folders.
+    rows: row title -> {line label: run folder name} (as ``grid_figure``).
+    reference: the line label the others are compared with.
+    measures: (metric key, label, scale) per column, e.g.
+      ('probe_accuracy', 'accuracy (%)', 100).
+    claim: metric key -> expected sign of (line - reference).
+    title: heading of findings.md.
+  """
+  fmt = runs.replicas.format_interval
+  out, lines = {}, [f'# {title}', '']
+  for row_title, row in rows.items():
+    if reference not in row:
+      raise ValueError(f'reference {reference!r} is not a line of row '
+                       f'{row_title!r}: {sorted(row)}')
+    finals = {label: _final_by_seed(os.path.join(workdir, name))
+              for label, name in row.items()}
+    seeds = sorted(set.intersection(*(set(f) for f in finals.values())))
+    values = {label: {key: np.array([finals[label][s][key] for s in seeds])
+                      for key, _, _ in measures} for label in row}
+    step = finals[reference][seeds[0]]['step']
+    lines += [f'## {row_title} ({len(seeds)} seed(s), step {step}; mean ± 95 % interval)',
+              '', '| | ' + ' | '.join(label for _, label, _ in measures) + ' |',
+              '|---' * (len(measures) + 1) + '|']
+    for label, v in values.items():
+      lines.append(f'| {label} | ' + ' | '.join(
+          fmt(v[key], scale, 3 if scale == 1 else 2) for key, _, scale in measures) + ' |')
+    lines.append('')
+    out[row_title] = {'seeds': seeds, 'step': step,
+                      'values': {l: {k: x.tolist() for k, x in v.items()}
+                                 for l, v in values.items()}}
+    for label in row:
+      if label == reference:
+        continue
+      diffs, parts, holds = {}, [], True
+      for key, name, scale in measures:
+        d = (values[label][key] - values[reference][key]) * scale
+        mean, half, _ = runs.replicas.interval(d)
+        diffs[key] = [mean, half]
+        parts.append(f'{name} {fmt(d, 1, 3 if scale == 1 else 2)}')
+        if key in claim:
+          holds &= bool(claim[key] * mean - half > 0)
+      verdict = ('the claim holds at 95 %' if holds else
+                 'the claim is not established at 95 %')
+      lines.append(f'- {label} − {reference}: ' + ', '.join(parts) + f' — {verdict}')
+      out[row_title][f'{label}-{reference}'] = {**diffs, 'holds': holds}
+    lines.append('')
+  text = '\n'.join(lines)
+  runs.write_text(os.path.join(workdir, 'findings.md'), text)
+  runs.write_text(os.path.join(workdir, 'findings.json'), json.dumps(out, indent=1))
+  print(text, flush=True)
+  return out
+
+
 def run_grid(base: Config, workdir: str, configs: dict[str, Config], *,
              title: Callable[[Config], str],
              eval_bounds: Sequence[str] = ('nwj',)) -> dict:
@@ -207,7 +278,7 @@ def _last_summary(run_dir: str) -> dict:
   return (summaries or evals)[-1]
 
 
-def _plot(ax, evals: list[dict], key: str, style: str = 'o-', **kwargs) -> None:
+def plot_curve(ax, evals: list[dict], key: str, style: str = 'o-', **kwargs) -> None:
   """``key`` vs step: a line for one run, mean and 95 % band over seeds."""
   steps, values = runs.replicas.curves(evals, key)
   if values.shape[0] > 1:
@@ -237,16 +308,16 @@ def figure(workdir: str, title: str, filename: str, log_k: Optional[float] = Non
   first = next(iter(seeds.values()))
   fig, axes = runs.plots.panels(2 + len(extra_panels or []))
   for key, style, label in (('mi_train', 'o-', 'train'), ('mi_test', 's--', 'test')):
-    _plot(axes[0], evals, key, style, label=label)
+    plot_curve(axes[0], evals, key, style, label=label)
   if log_k is not None:
     axes[0].axhline(log_k, color='gray', ls=':', label='log K')
   runs.plots.labels(axes[0], 'iteration', '$I_{EST}$ (nats)', legend=True)
-  _plot(axes[1], evals, 'probe_accuracy', label='g1(top) probe')
+  plot_curve(axes[1], evals, 'probe_accuracy', label='g1(top) probe')
   pixel_lines(axes[1], first[-1])
   runs.plots.labels(axes[1], 'iteration', 'test accuracy', legend=True)
   for ax, (key, label) in zip(axes[2:], extra_panels or []):
     if isinstance(key, str):
-      _plot(ax, evals, key)
+      plot_curve(ax, evals, key)
     else:   # percentile curves: bands between them, of the first seed
       steps = runs.series(first, key[0])[0]
       runs.plots.percentile_bands(ax, steps, [runs.series(first, k)[1] for k in key])
@@ -275,7 +346,7 @@ def grid_figure(workdir: str, rows: dict[str, dict[str, str]],
     for ax, (key, label) in zip(row, panels):
       for line_label, name in lines.items():
         evals = runs.read_metrics(os.path.join(workdir, name), 'eval')
-        _plot(ax, evals, key, 'o-', ms=3, label=line_label)
+        plot_curve(ax, evals, key, 'o-', ms=3, label=line_label)
       if key == 'probe_accuracy':
         pixel_lines(ax, evals[-1])
       if min(ax.get_ylim()) < -100:   # I_NWJ of an InfoNCE-trained critic

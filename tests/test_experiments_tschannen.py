@@ -90,6 +90,28 @@ def test_noniid_tiny_writes_outputs(tmp_path):
   assert summary['runs']['iid_nwj']['mi_test'] == records[-1]['mi_test']
 
 
+def _final(run_dir, seed: str, key: str) -> float:
+  """The last evaluation's ``key`` of replica ``seed``, read from metrics.jsonl."""
+  evals = [json.loads(l) for l in open(run_dir / 'metrics.jsonl')]
+  return [r for r in evals if r['split'] == 'eval' and r.get('seed') == seed][-1][key]
+
+
+@pytest.mark.slow
+def test_noniid_seeds_findings(tmp_path):
+  config = runs.override(noniid_config.get_config('tiny'), num_seeds=3,
+                         bounds=('nwj',))
+  noniid.run(config, str(tmp_path))
+  found = json.load(open(tmp_path / 'findings.json'))['nwj']
+  assert found['seeds'] == ['0', '1', '2']
+  diffs = [_final(tmp_path / 'noniid_nwj', s, 'mi_test')
+           - _final(tmp_path / 'iid_nwj', s, 'mi_test') for s in found['seeds']]
+  mean, half = found['noniid-iid']['mi_test']
+  assert mean == pytest.approx(np.mean(diffs))
+  # Student t with 2 degrees of freedom: 4.303 standard errors.
+  assert half == pytest.approx(4.303 * np.std(diffs, ddof=1) / np.sqrt(3), rel=1e-3)
+  assert found['noniid-iid']['holds'] == bool(mean - half > 0)
+
+
 def _is_png(path) -> bool:
   with open(path, 'rb') as f:
     return f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -119,16 +141,11 @@ def test_critics_seeds_findings_are_paired_differences(tmp_path, mnist_dir):
       bounds=('nwj',), train_examples=300, eval_batches=1, num_seeds=2)
   critics_experiment.run(config, str(tmp_path))
   assert _is_png(tmp_path / 'critics.png')
-  found = json.load(open(tmp_path / 'findings.json'))['nwj']
+  found = json.load(open(tmp_path / 'findings.json'))['trained with nwj']
   assert found['seeds'] == ['0', '1']
-  last = {}
-  for critic in ('bilinear', 'concat'):
-    evals = [json.loads(l) for l in open(tmp_path / f'nwj_{critic}' / 'metrics.jsonl')]
-    last[critic] = {s: [r for r in evals if r['split'] == 'eval' and r.get('seed') == s][-1]
-                    for s in ('0', '1')}
-  diffs = [100 * (last['bilinear'][s]['probe_accuracy'] - last['concat'][s]['probe_accuracy'])
-           for s in ('0', '1')]
-  mean, half = found['bilinear-concat']['accuracy_points']
+  diffs = [100 * (_final(tmp_path / 'nwj_bilinear', s, 'probe_accuracy')
+                 - _final(tmp_path / 'nwj_concat', s, 'probe_accuracy')) for s in ('0', '1')]
+  mean, half = found['bilinear-concat']['probe_accuracy']
   assert mean == pytest.approx(np.mean(diffs))
   # Student t with 1 degree of freedom: 12.706 standard errors.
   assert half == pytest.approx(12.706 * np.std(diffs, ddof=1) / np.sqrt(2), rel=1e-3)

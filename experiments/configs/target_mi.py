@@ -47,6 +47,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
       mlp=dict(features=(300, 300, 100)),
   ))
   config.targets = (2.0, 4.0)     # t of the loss |I_EST - t| (nats)
+  config.reference_encoder = 'mlp'   # findings.md: each encoder minus this one, per seed
   config.critic = 'bilinear'
   config.critic_kwargs = ml_collections.ConfigDict()
   config.bound = 'infonce'        # I_EST ('infonce' or 'nwj')

@@ -36,7 +36,8 @@ UNPINNED = frozenset({
     'data_dir', 'data_source', 'skip_unfinished', 'run_names', 'eval_at_init',
     'runs', 'datasets', 'samplings', 'bounds', 'critics', 'targets',
     'encoders', 'gradient_penalties', 'seeds', 'probe_runs', 'probe_steps',
-    'mlp_probe_steps', 'eval_batches', 'step_loop', 'reference_critic'})
+    'mlp_probe_steps', 'eval_batches', 'step_loop', 'reference_critic',
+    'reference_encoder'})
 
 _allowed: set[str] = set()
 _held: dict[str, list] = {}   # realpath -> [fd, depth]
