@@ -16,23 +16,39 @@ each task's samples and appends one JSON line per task to
 ``<dir>/bmi_infonce.jsonl``: task, true MI, BMI's estimate, wall seconds of
 ``estimate`` (its compilation included, as a user sees it). The estimators
 experiment (``config.bmi_results``) reads that file into its table.
+
+Side by side in one command (issue 19's time ratio: both on the same samples,
+back to back, with ``uptime`` before and after):
+
+  python -m benchmarks.estimate_bmi --compare=/tmp/i19_compare \
+      --bmi_python=/tmp/bmi_venv/bin/python
+
+dumps the samples into a fresh folder, runs the estimators experiment's
+``check`` variant on them (``<dir>/ours``), then BMI's InfoNCE, then writes
+the report (``<dir>/ours/report.md``) with BMI's columns and prints it: the
+tasks within tolerance and the time ratio (ours / BMI on the 21 suite tasks,
+compilation included on both sides; BMI skips the high-MI tasks there, to
+keep the run under 15 minutes on a 2-core CPU).
 """
 
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 
 
-def dump(directory: str, num_samples: int = 10_000, seed: int = 0) -> None:
-  """Writes <directory>/<i>.npz (x, y, task, true_mi) for the suite and high-MI tasks."""
+def dump(directory: str, num_samples: int = 10_000, seed: int = 0,
+         high_mi: bool = True) -> None:
+  """Writes <directory>/<i>.npz (x, y, task, true_mi) for the suite (and high-MI) tasks."""
   import jax  # pylint: disable=g-import-not-at-top
 
   from infomax_jax import distributions  # pylint: disable=g-import-not-at-top
   os.makedirs(directory, exist_ok=True)
-  names = [*distributions.TASKS, *distributions.HIGH_MI_TASKS]
+  names = [*distributions.TASKS, *(distributions.HIGH_MI_TASKS if high_mi else ())]
   for i, name in enumerate(names):
     task = distributions.get_task(name)
     x, y = task.sample(jax.random.key(seed), num_samples)
@@ -67,11 +83,51 @@ def run(directory: str) -> None:
           f'{seconds:.1f} s', flush=True)
 
 
+def _uptime() -> str:
+  try:
+    return subprocess.run(['uptime'], capture_output=True, text=True,
+                          check=False).stdout.strip()
+  except OSError:
+    return 'load: %.2f %.2f %.2f' % os.getloadavg()
+
+
+def compare(directory: str, bmi_python: str, variant: str = 'check') -> None:
+  """Ours (the estimators experiment's ``variant``) then BMI, same samples."""
+  if os.path.exists(os.path.join(directory, 'bmi_infonce.jsonl')):
+    raise SystemExit(f'{directory} already holds BMI results: use a fresh folder')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  ours = [sys.executable, '-m', 'experiments.estimators',
+          f'--config=experiments/configs/estimators.py:{variant}',
+          f'--workdir={os.path.join(directory, "ours")}',
+          f'--config.bmi_results={os.path.join(directory, "bmi_infonce.jsonl")}']
+  print('before:', _uptime(), flush=True)
+  dump(directory, high_mi=False)   # BMI on the 21 suite tasks (the ratio's)
+  t0 = time.perf_counter()
+  subprocess.run(ours, cwd=root, check=True, stdout=subprocess.DEVNULL)
+  t1 = time.perf_counter()
+  print('ours done:', _uptime(), f'({t1 - t0:.0f} s wall, process start '
+        'included)', flush=True)
+  subprocess.run([bmi_python, os.path.join(root, 'benchmarks', 'estimate_bmi.py'),
+                  f'--run={directory}'], cwd=root, check=True)
+  t2 = time.perf_counter()
+  print('BMI done:', _uptime(), f'({t2 - t1:.0f} s wall)', flush=True)
+  # Every estimate is done: this only writes report.md with BMI's columns.
+  out = subprocess.run(ours, cwd=root, check=True, capture_output=True, text=True)
+  print(out.stdout[out.stdout.find('Default estimator'):], flush=True)
+  print('after:', _uptime(), flush=True)
+
+
 if __name__ == '__main__':
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--dump', help='write task samples to this folder')
   parser.add_argument('--run', help="run BMI's InfoNCE on this folder's samples")
+  parser.add_argument('--compare', help='fresh folder: dump, run ours, run BMI, '
+                      'report the ratio')
+  parser.add_argument('--bmi_python', default='/tmp/bmi_venv/bin/python',
+                      help="the python of a venv with BMI (benchmark-mi)")
   args = parser.parse_args()
+  if args.compare:
+    compare(args.compare, args.bmi_python)
   if args.dump:
     dump(args.dump)
   if args.run:

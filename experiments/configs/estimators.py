@@ -84,10 +84,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # estimate_mi keyword arguments (its defaults).
   config.estimator = ml_collections.ConfigDict(dict(
       batch_size=128,        # K: pairs per training batch
-      steps=3000,            # maximum training steps
-      learning_rate=3e-3,    # Adam
+      steps=600,             # maximum training steps
+      learning_rate=2e-2,    # Adam's peak learning rate
+      lr_schedule='cosine',  # decays to 5 % of the peak over `steps`
       eval_every=100,        # steps per jitted chunk between held-out estimates
-      patience=5,            # evaluations without improvement before stopping
+      patience=3,            # evaluations without improvement before stopping
       test_fraction=0.5,     # held-out share of num_samples
       standardize='rank',    # per-coordinate map: rank, zscore or none
       ensemble=2,            # critics trained in one vmapped program

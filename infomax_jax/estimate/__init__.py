@@ -23,7 +23,11 @@ What ``estimate_mi`` does:
    learning rate meaningful.
 3. Trains the critic (``infomax_jax.critics``) by maximising the chosen bound
    (``infomax_jax.bounds``) with Adam on batches of ``batch_size`` pairs drawn
-   without replacement (a fresh permutation per epoch). The whole optimisation
+   without replacement (a fresh permutation per epoch). Defaults: peak learning
+   rate 2e-2, cosine-decayed to 5 % of it over at most 600 steps
+   (``lr_schedule``), held-out evaluation every 100 steps, patience 3: as
+   accurate on the BMI-family suite as the earlier constant 3e-3 over 3000
+   steps, at a fifth of the steps (docs/notes/issue19.md). The whole optimisation
    is one jitted ``lax.while_loop`` over chunks of ``eval_every`` steps, each
    chunk a ``lax.scan``; between chunks the held-out estimate is computed on
    device, the best parameters are kept, and training stops after
@@ -37,7 +41,7 @@ What ``estimate_mi`` does:
    K that does not divide over the devices stays replicated), so the K x K
    scores and the bounds still use the whole batch. On one device this
    changes nothing.
-   An ensemble of ``ensemble`` (default 4) critics, each with its own
+   An ensemble of ``ensemble`` (default 2) critics, each with its own
    initialisation and batch order, trains in the same program (the critics
    are ``vmap``ped; the loop runs until every one has exhausted its
    patience, and each keeps its own best parameters).
