@@ -46,7 +46,8 @@ from infomax_jax.graphs import qm9
 
 METHODS = ('supervised', 'infograph_star', 'infograph')
 HEADERS = {'supervised': 'supervised', 'infograph_star': 'InfoGraph*',
-           'infograph': 'InfoGraph + ridge', 'untrained': 'untrained + ridge'}
+           'infograph': 'InfoGraph + ridge', 'untrained': 'untrained + ridge',
+           'atomref': 'atom ref. alone'}
 
 
 def load(config: ml_collections.ConfigDict) -> qm9.QM9:
@@ -76,7 +77,8 @@ def run_star(dataset, targets, split, config, workdir, semi) -> dict[str, Any]:
       num_seeds=config.num_seeds, hidden=config.hidden,
       num_layers=config.num_layers, batch_size=config.batch_size,
       unlabeled_batch_size=config.unlabeled_batch_size, lam=config.lam,
-      bound=config.bound, learning_rate=config.learning_rate,
+      bound=config.bound, readout_scale=config.readout_scale,
+      learning_rate=config.learning_rate,
       num_steps=config.num_steps, log_every=config.log_every,
       eval_every=config.eval_every, workdir=workdir)
   return {'test_mae': result.test_mae.tolist(),
@@ -124,12 +126,17 @@ def run_infograph(dataset, targets, split, config, workdir) -> dict[str, Any]:
   return out
 
 
-def table(config, std: np.ndarray, done: dict[str, dict]) -> list[dict]:
-  """One row per target: mean ± std over seeds (the CSV's units)."""
+def table(config, std: np.ndarray, done: dict[str, dict],
+          reference: np.ndarray = None) -> list[dict]:
+  """One row per target: mean ± std over seeds (the CSV's units);
+  ``reference``: the (T,) test MAE of the atom-reference baseline alone."""
   rows = []
   for j, t in enumerate(config.targets):
     name, _, unit = qm9.TARGETS[t]
     row = {'target': name, 'unit': unit}
+    if reference is not None:
+      row['atomref'] = f'{reference[j]:.4g}'
+      row['atomref_mean'] = float(reference[j])
     cols = {m: np.array(d['test_mae'])[:, j] * std[j] for m, d in done.items()}
     if 'infograph' in done:
       cols['untrained'] = (np.array(done['infograph']['untrained_test_mae'])
@@ -141,6 +148,12 @@ def table(config, std: np.ndarray, done: dict[str, dict]) -> list[dict]:
       change = cols['infograph_star'].mean() / cols['supervised'].mean() - 1
       row['star_vs_sup'] = f'{100 * change:+.1f} %'
       row['star_vs_sup_frac'] = float(change)
+      # Paired by seed (a seed's two runs share phi's init and the labeled
+      # batches): the per-seed relative change, mean ± std over seeds.
+      paired = cols['infograph_star'] / cols['supervised'] - 1
+      row['paired'] = (f'{100 * paired.mean():+.1f} ± {100 * paired.std():.1f}'
+                       f' % ({int((paired < 0).sum())}/{paired.size})')
+      row['paired_better'] = int((paired < 0).sum())
     rows.append(row)
   return rows
 
@@ -155,7 +168,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
   dataset = load(config)
   split = make_split(dataset, config)
   raw = dataset.targets[:, list(config.targets)]
+  reference = None
+  if config.atom_reference:
+    # Models regress what the atom counts do not explain (qm9.atom_reference);
+    # an MAE is the same on the residual as on the target.
+    baseline, _ = qm9.atom_reference(raw, qm9.composition(dataset),
+                                     split['train'])
+    reference = np.abs(baseline - raw)[split['test']].mean(0)
+    raw = raw - baseline
   targets, _, std = qm9.normalized_targets(raw, split['train'])
+  if config.readout_scale <= 0:     # the mean atom count of the labeled
+    config.readout_scale = float(np.diff(dataset.node_offsets)[
+        split['train']].mean())
+  print(f'regressor input: sum pool / {config.readout_scale:.4g}; atom '
+        f'reference: {bool(config.atom_reference)}', flush=True)
   print(f'QM9: {dataset.num_graphs} molecules ({time.perf_counter() - t0:.1f}'
         f' s to load); split sizes ' + ', '.join(
             f'{k} {v.size}' for k, v in split.items()), flush=True)
@@ -176,7 +202,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     out['wall_s'] = time.perf_counter() - t1
     runs.write_text(path, json.dumps(out))
     done[method] = out
-  rows = table(config, std, done)
+  rows = table(config, std, done, reference)
   runs.write_csv(os.path.join(workdir, 'results.csv'), list(rows[0]), rows)
   per_seed = [{'method': m, 'seed': config.seed + r,
                **{qm9.TARGETS[t][0]: d['test_mae'][r][j] * std[j]
@@ -195,11 +221,13 @@ def markdown(config, rows: list[dict], done: dict[str, dict]) -> str:
   """Caption, the table, the improvement count and the times."""
   methods = [m for m in (*METHODS, 'untrained')
              if m in done or (m == 'untrained' and 'infograph' in done)]
+  if 'atomref' in rows[0]:
+    methods.append('atomref')
   columns = ['target', 'unit', *methods]
   headers = ['target', 'unit', *(HEADERS[m] for m in methods)]
   if 'star_vs_sup' in rows[0]:
-    columns.append('star_vs_sup')
-    headers.append('InfoGraph* vs sup.')
+    columns += ['star_vs_sup', 'paired']
+    headers += ['InfoGraph* vs sup.', 'paired by seed (seeds lower)']
   lines = [
       f'QM9, test MAE in the CSV\'s units (mean ± std over '
       f'{config.num_seeds} seeds; split seed {config.split_seed}: '
@@ -209,7 +237,11 @@ def markdown(config, rows: list[dict], done: dict[str, dict]) -> str:
       f'jointly, batch {config.batch_size} (+{config.unlabeled_batch_size} '
       f'pool), Adam {config.learning_rate}, {config.num_steps} steps, model '
       f'chosen per target on val every {config.eval_every} steps; lambda '
-      f'{config.lam}, {config.bound}. InfoGraph + ridge: '
+      f'{config.lam}, {config.bound}; regressor input = sum pool / '
+      f'{config.readout_scale:.3g}; '
+      + ('targets minus their atom-reference fit (least squares on the atom '
+         'counts, labeled molecules), every method. ' if config.atom_reference
+         else 'no atom reference. ') + 'InfoGraph + ridge: '
       f'{config.infograph_epochs} epochs on '
       f'{"the pool" if config.infograph_pool < 0 else config.infograph_pool}'
       f' molecules, ridge on the labeled, alpha per target on val.', '',
@@ -221,7 +253,10 @@ def markdown(config, rows: list[dict], done: dict[str, dict]) -> str:
         f'InfoGraph* has a lower mean test MAE than supervised on '
         f'{int(better.sum())} of {len(rows)} targets (mean change '
         f'{100 * change.mean():+.1f} %; over the improved targets '
-        f'{100 * change[better].mean() if better.any() else 0:+.1f} %).')
+        f'{100 * change[better].mean() if better.any() else 0:+.1f} %); '
+        f'paired by seed, lower in '
+        f'{sum(r["paired_better"] for r in rows)} of '
+        f'{len(rows) * config.num_seeds} (seed, target) pairs.')
   devices = f'{jax.devices()[0].platform.upper()} x {jax.device_count()}'
   lines.append('Times (' + devices + '): ' + '; '.join(
       f'{HEADERS[m]} {d["wall_s"]:.0f} s wall (train {d["train_s"]:.0f} s + '
