@@ -14,8 +14,11 @@ model chosen on validation. Methods (``config.methods``):
   regression probe fitted on the labeled molecules (alpha per target on val):
   QM9 as InfoGraph's second data set beside MUTAG.
 
-All targets are trained jointly (one regressor with ``len(config.targets)``
-outputs: one model per method and seed instead of one per target). The
+Every method regresses each target minus its atom reference (least squares
+on the atom counts and a constant, fitted on the labeled molecules,
+``qm9.atom_reference``; ``config.atom_reference``), normalised; MAEs are in
+the CSV's units (the same on the residual). All targets are trained jointly
+(one regressor with ``len(config.targets)`` outputs: one model per method and seed instead of one per target). The
 seeds of InfoGraph* and the baseline are vmapped replicas of one program.
 
   python -m experiments.infograph_star \
