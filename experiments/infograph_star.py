@@ -19,7 +19,8 @@ on the atom counts and a constant, fitted on the labeled molecules,
 ``qm9.atom_reference``; ``config.atom_reference``), normalised; MAEs are in
 the CSV's units (the same on the residual). All targets are trained jointly
 (one regressor with ``len(config.targets)`` outputs: one model per method
-and seed instead of one per target). The seeds of InfoGraph* and the baseline are vmapped replicas of one program.
+and seed instead of one per target). The seeds of InfoGraph* and the
+baseline are vmapped replicas of one program.
 
   python -m experiments.infograph_star \
       --config=experiments/configs/infograph_star.py:cpu \
