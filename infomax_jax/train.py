@@ -74,10 +74,6 @@ from infomax_jax import runs
 PyTree = Any
 Metrics = dict[str, jax.Array]
 
-# How the replicas are laid out over the devices does not change the run (to
-# float tolerance): a run may resume under another replica_devices.
-runs.workdir.allow_changes({'replica_devices'})
-
 
 @flax.struct.dataclass
 class TrainState:

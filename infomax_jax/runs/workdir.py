@@ -28,7 +28,9 @@ import ml_collections
 LOCK_FILE = '.lock'
 CONFIG_FILE = 'config.json'
 
-# Fields a resumed run may change: they do not alter the steps already taken.
+# Fields a resumed run may change: they do not alter the steps already taken
+# (replica_devices: the replicas' layout over devices; equal results to float
+# tolerance).
 # (Grid fields list the runs of an experiment; each run's own settings are
 # pinned in its own folder.)
 UNPINNED = frozenset({
@@ -37,7 +39,7 @@ UNPINNED = frozenset({
     'runs', 'datasets', 'samplings', 'bounds', 'critics', 'targets',
     'encoders', 'gradient_penalties', 'seeds', 'probe_runs', 'probe_steps',
     'mlp_probe_steps', 'eval_batches', 'step_loop', 'reference_critic',
-    'reference_encoder'})
+    'reference_encoder', 'replica_devices'})
 
 _allowed: set[str] = set()
 _held: dict[str, list] = {}   # realpath -> [fd, depth]
