@@ -434,7 +434,9 @@ def make_loss(model: CPC, config: ml_collections.ConfigDict, mesh=None):
     raise ValueError(f"negatives='sharded' computes InfoNCE only, got "
                      f"bound={config.bound!r}")
   bounds.get(config.bound, scores_only=True)    # fail early on a bad name
-  mesh = mesh or parallel.make_mesh()
+  # The training mesh: with replica_devices = R > 1 the ('replica', 'data')
+  # mesh, whose 'data' axis carries each replica group's batch.
+  mesh = mesh or parallel.make_mesh(replica_devices=config.get('replica_devices', 1))
 
   def loss(params, aux, batch, key):
     del key
