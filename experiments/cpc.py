@@ -54,14 +54,8 @@ def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
   run_dir = os.path.join(workdir, dataset, name)
   if not (config.num_steps == 0 and 'c_pool_linear' in runs.last_eval(run_dir)):
     train_lib.train(config, cpc.make_task(config, *splits), run_dir)
-  last = runs.last_eval(run_dir)
-  row = {'dataset': dataset, 'run': name, **describe(config),
-         'train_seconds': round(runs.seconds(run_dir), 1)}
-  for field in TABLE_FIELDS:
-    if field not in row:
-      value = last.get(field, '')
-      row[field] = round(value, 4) if isinstance(value, float) else value
-  return row
+  return runs.run_row(run_dir, TABLE_FIELDS, dataset=dataset, run=name,
+                      **describe(config))
 
 
 def dim_rows(path: str) -> list[dict]:

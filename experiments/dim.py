@@ -67,15 +67,8 @@ def run_one(config, dataset: str, name: str, workdir: str, splits) -> dict:
   run_dir = os.path.join(workdir, dataset, name)
   if not (config.num_steps == 0 and 'energy_prior' in runs.last_eval(run_dir)):
     train_lib.train(config, dim_lib.make_task(config, *splits), run_dir)
-  last = runs.last_eval(run_dir)
-  seconds = runs.seconds(run_dir)
-  row = {'dataset': dataset, 'run': name, **describe(config),
-         'train_seconds': round(seconds, 1)}
-  for field in TABLE_FIELDS:
-    if field not in row:
-      value = last.get(field, '')
-      row[field] = round(value, 4) if isinstance(value, float) else value
-  return row
+  return runs.run_row(run_dir, TABLE_FIELDS, dataset=dataset, run=name,
+                      **describe(config))
 
 
 def markdown(rows: list[dict]) -> str:

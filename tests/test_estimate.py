@@ -246,6 +246,7 @@ def test_estimators_config_runs_estimate_mi_defaults():
   # The check report measures the default estimator: every keyword of the
   # experiment's config.estimator is estimate_mi's own default.
   import inspect  # pylint: disable=g-import-not-at-top
+
   from experiments.configs import estimators as cfg  # pylint: disable=g-import-not-at-top
   defaults = {k: v.default for k, v in
               inspect.signature(estimate_mi).parameters.items()}

@@ -145,3 +145,13 @@ def test_run_names_control_first_and_checked():
   config.run_names = ('nope',)
   with pytest.raises(ValueError, match="unknown run 'nope'; valid: \\['a', 'b', 'control'\\]"):
     runs.run_names(config)
+
+
+def test_run_row_reads_the_last_evaluation_and_timing(tmp_path):
+  workdir = str(tmp_path)
+  with runs.MetricWriter(workdir) as writer:
+    writer.write(5, 'eval', {'acc': 0.123456789, 'note': 'x'})
+  runs.add_time(workdir, 12.34)
+  row = runs.run_row(workdir, ['acc', 'note', 'missing', 'run'], run='r1')
+  assert row == {'run': 'r1', 'train_seconds': 12.3, 'acc': 0.1235, 'note': 'x',
+                 'missing': ''}

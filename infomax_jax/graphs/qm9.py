@@ -35,6 +35,7 @@ import numpy as np
 
 from infomax_jax import tschannen
 from infomax_jax.graphs import files
+from infomax_jax.graphs import tu
 
 # The three CSV files of qm9pack 1.0.3, in molecule order.
 CSV_FILES = ('qm9_part1.csv', 'qm9_part2.csv', 'qm9_part3.csv')
@@ -66,7 +67,7 @@ INSTALL_HINT = ('pip install qm9pack==1.0.3 rdkit (qm9pack ships the CSV '
 
 
 @dataclasses.dataclass(frozen=True)
-class QM9:
+class QM9(tu.PackedGraphs):
   """QM9 molecules as graphs; nodes numbered consecutively, molecule by molecule.
 
   Has the fields ``infomax_jax.graphs.tu``'s batching reads
@@ -94,21 +95,6 @@ class QM9:
   @property
   def num_graphs(self) -> int:
     return int(self.targets.shape[0])
-
-  @property
-  def num_nodes(self) -> int:
-    return int(self.node_graph.shape[0])
-
-  @property
-  def node_offsets(self) -> np.ndarray:
-    """(G + 1,) first node of each molecule (and n at the end)."""
-    return np.searchsorted(self.node_graph, np.arange(self.num_graphs + 1))
-
-  @property
-  def edge_offsets(self) -> np.ndarray:
-    """(G + 1,) first edge of each molecule in ``edges``."""
-    return np.searchsorted(self.node_graph[self.edges[:, 0]],
-                           np.arange(self.num_graphs + 1))
 
   def subset(self, ids: Sequence[int]) -> 'QM9':
     """The molecules ``ids`` (in that order), renumbered from 0."""

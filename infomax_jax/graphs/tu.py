@@ -23,8 +23,31 @@ from infomax_jax.graphs import sparse
 Array = jax.Array
 
 
+class PackedGraphs:
+  """What batching reads of a set of graphs packed node after node: ``node_graph``
+  (n,) non-decreasing graph ids, ``edges`` (m, 2) sorted by graph, and
+  ``num_graphs`` (from the subclass)."""
+  node_graph: np.ndarray
+  edges: np.ndarray
+
+  @property
+  def num_nodes(self) -> int:
+    return int(self.node_graph.shape[0])
+
+  @property
+  def node_offsets(self) -> np.ndarray:
+    """(G + 1,) first node of each graph (and n at the end)."""
+    return np.searchsorted(self.node_graph, np.arange(self.num_graphs + 1))
+
+  @property
+  def edge_offsets(self) -> np.ndarray:
+    """(G + 1,) first edge of each graph in ``edges`` (sorted by graph)."""
+    return np.searchsorted(self.node_graph[self.edges[:, 0]],
+                           np.arange(self.num_graphs + 1))
+
+
 @dataclasses.dataclass(frozen=True)
-class TUDataset:
+class TUDataset(PackedGraphs):
   """A TU-format graph classification set (Morris et al. 2020), e.g. MUTAG.
 
   Nodes of all graphs are numbered consecutively, graph by graph.
@@ -50,23 +73,8 @@ class TUDataset:
     return int(self.graph_labels.shape[0])
 
   @property
-  def num_nodes(self) -> int:
-    return int(self.node_graph.shape[0])
-
-  @property
   def num_classes(self) -> int:
     return int(self.label_values.shape[0])
-
-  @property
-  def node_offsets(self) -> np.ndarray:
-    """(G + 1,) first node of each graph (and n at the end)."""
-    return np.searchsorted(self.node_graph, np.arange(self.num_graphs + 1))
-
-  @property
-  def edge_offsets(self) -> np.ndarray:
-    """(G + 1,) first edge of each graph in ``edges`` (sorted by graph)."""
-    return np.searchsorted(self.node_graph[self.edges[:, 0]],
-                           np.arange(self.num_graphs + 1))
 
 
 def _read_ints(path: str, columns: int) -> np.ndarray:

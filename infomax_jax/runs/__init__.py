@@ -38,6 +38,7 @@ from infomax_jax.runs.metrics import to_python
 from infomax_jax.runs.tables import append_csv
 from infomax_jax.runs.tables import markdown_table
 from infomax_jax.runs.tables import read_csv
+from infomax_jax.runs.tables import run_row
 from infomax_jax.runs.tables import write_csv
 from infomax_jax.runs.tables import write_text
 from infomax_jax.runs.timing import add_time

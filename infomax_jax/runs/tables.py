@@ -4,6 +4,9 @@ import csv
 import os
 from typing import Any, Callable, Optional, Sequence, Union
 
+from infomax_jax.runs.metrics import last_eval
+from infomax_jax.runs.timing import seconds
+
 Format = Union[str, Callable[[Any], str], None]
 
 
@@ -70,6 +73,19 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str], *,
     lines.append('| ' + ' | '.join(_cell(row.get(c), formats.get(c))
                                    for c in columns) + ' |')
   return '\n'.join(lines) + '\n'
+
+
+def run_row(run_dir: str, fields: Sequence[str], **labels: Any) -> dict[str, Any]:
+  """One table row of a finished run: ``labels``, ``train_seconds`` (from
+  ``timing.json``) and every other of ``fields`` from its last evaluation
+  ('' where absent; floats rounded to 4 digits)."""
+  last = last_eval(run_dir)
+  row = {**labels, 'train_seconds': round(seconds(run_dir), 1)}
+  for field in fields:
+    if field not in row:
+      value = last.get(field, '')
+      row[field] = round(value, 4) if isinstance(value, float) else value
+  return row
 
 
 def write_text(path: str, text: str) -> str:
