@@ -21,7 +21,7 @@ Side by side in one command (issue 19's time ratio: both on the same samples,
 back to back, with ``uptime`` before and after):
 
   python -m benchmarks.estimate_bmi --compare=/tmp/i19_compare \
-      --bmi_python=/tmp/bmi_venv/bin/python
+      --bmi_python=/tmp/bmi_venv/bin/python [--coverage_from=COVERAGE_WORKDIR]
 
 dumps the samples into a fresh folder, runs the estimators experiment's
 ``check`` variant on them (``<dir>/ours``), then BMI's InfoNCE, then writes
@@ -34,6 +34,7 @@ keep the run under 15 minutes on a 2-core CPU).
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -91,15 +92,41 @@ def _uptime() -> str:
     return 'load: %.2f %.2f %.2f' % os.getloadavg()
 
 
-def compare(directory: str, bmi_python: str, variant: str = 'check') -> None:
-  """Ours (the estimators experiment's ``variant``) then BMI, same samples."""
-  if os.path.exists(os.path.join(directory, 'bmi_infonce.jsonl')):
-    raise SystemExit(f'{directory} already holds BMI results: use a fresh folder')
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  ours = [sys.executable, '-m', 'experiments.estimators',
+def _ours(root: str, directory: str, variant: str) -> list[str]:
+  return [sys.executable, '-m', 'experiments.estimators',
           f'--config=experiments/configs/estimators.py:{variant}',
           f'--workdir={os.path.join(directory, "ours")}',
           f'--config.bmi_results={os.path.join(directory, "bmi_infonce.jsonl")}']
+
+
+def _copy_repetitions(source: str, workdir: str) -> int:
+  """Copies the coverage run's results*.jsonl from ``source`` into ``workdir``
+  as results.coverage-*.jsonl (read before results.jsonl, which wins)."""
+  names = [n for n in os.listdir(source)
+           if n.startswith('results') and n.endswith('.jsonl')]
+  if not names:
+    raise SystemExit(f'no results*.jsonl in {source}: run the coverage variant '
+                     'there first')
+  for name in names:
+    shutil.copyfile(os.path.join(source, name),
+                    os.path.join(workdir, f'results.coverage-{name[8:]}'))
+  return len(names)
+
+
+def compare(directory: str, bmi_python: str, variant: str = 'check',
+            coverage_from: str = '') -> None:
+  """Ours (the estimators experiment's ``variant``) then BMI, same samples.
+
+  ``coverage_from``: a workdir of the ``coverage`` variant (its repetitions,
+  possibly as shard files); they are copied in after the timed runs and the
+  report adds the coverage column (the timed seed-0 rows stay).
+  """
+  if os.path.exists(os.path.join(directory, 'bmi_infonce.jsonl')):
+    raise SystemExit(f'{directory} already holds BMI results: use a fresh folder')
+  if coverage_from and not os.path.isdir(coverage_from):
+    raise SystemExit(f'--coverage_from={coverage_from} is not a folder')
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  ours = _ours(root, directory, variant)
   print('before:', _uptime(), flush=True)
   dump(directory, high_mi=False)   # BMI on the 21 suite tasks (the ratio's)
   t0 = time.perf_counter()
@@ -111,6 +138,9 @@ def compare(directory: str, bmi_python: str, variant: str = 'check') -> None:
                   f'--run={directory}'], cwd=root, check=True)
   t2 = time.perf_counter()
   print('BMI done:', _uptime(), f'({t2 - t1:.0f} s wall)', flush=True)
+  if coverage_from:
+    _copy_repetitions(coverage_from, os.path.join(directory, 'ours'))
+    ours = _ours(root, directory, 'coverage')
   # Every estimate is done: this only writes report.md with BMI's columns.
   out = subprocess.run(ours, cwd=root, check=True, capture_output=True, text=True)
   print(out.stdout[out.stdout.find('Default estimator'):], flush=True)
@@ -123,11 +153,14 @@ if __name__ == '__main__':
   parser.add_argument('--run', help="run BMI's InfoNCE on this folder's samples")
   parser.add_argument('--compare', help='fresh folder: dump, run ours, run BMI, '
                       'report the ratio')
+  parser.add_argument('--coverage_from', default='',
+                      help='with --compare: a coverage-variant workdir whose '
+                      'repetitions add the coverage column to the report')
   parser.add_argument('--bmi_python', default='/tmp/bmi_venv/bin/python',
                       help="the python of a venv with BMI (benchmark-mi)")
   args = parser.parse_args()
   if args.compare:
-    compare(args.compare, args.bmi_python)
+    compare(args.compare, args.bmi_python, coverage_from=args.coverage_from)
   if args.dump:
     dump(args.dump)
   if args.run:

@@ -88,3 +88,47 @@ def test_one_real_estimate(tmp_path):
   assert np.isfinite(row['estimate']) and row['eval_bound'] == 'infonce'
   assert row['true_mi'] == pytest.approx(0.4133, abs=1e-4)
   assert row['estimate'] <= np.log(64)
+
+
+def _row(task, seed, estimate, lo, hi, truth=0.5, seconds=1.0):
+  return dict(task=task, critic='concat', bound='infonce', seed=seed,
+              true_mi=truth, estimate=estimate, stderr=(hi - lo) / 2 / 1.96,
+              interval_lo=lo, interval_hi=hi, seconds=seconds, steps_run=600)
+
+
+def test_coverage_stats_by_hand():
+  # Truth 0.5; intervals [0.4, 0.6], [0.45, 0.55], [0.52, 0.62], [0.3, 0.5].
+  group = [_row('t', 0, 0.5, 0.4, 0.6), _row('t', 1, 0.5, 0.45, 0.55),
+           _row('t', 2, 0.57, 0.52, 0.62), _row('t', 3, 0.4, 0.3, 0.5)]
+  c = experiment.coverage_stats(group)
+  assert c['coverage'] == 0.75 and c['n'] == 4            # the third misses
+  assert c['mean'] == pytest.approx(0.4925) and c['bias'] == pytest.approx(-0.0075)
+  assert c['sd'] == pytest.approx(np.std([0.5, 0.5, 0.57, 0.4], ddof=1))
+  assert c['half'] == pytest.approx((0.1 + 0.05 + 0.05 + 0.1) / 4)
+  # sd 0.070 > 1.2 x the standard error 0.075 / 1.96 = 0.046: too narrow.
+  assert c['verdict'] == 'interval too narrow'
+  biased = [_row('t', s, 0.3, 0.28, 0.32) for s in range(3)]
+  assert experiment.coverage_stats(biased)['verdict'] == 'bias dominates'
+  assert experiment.coverage_stats(biased)['coverage'] == 0.0
+
+
+def test_report_coverage_column_and_timed_run_wins(tmp_path):
+  """Repetitions copied in as shard files add the coverage column; the
+  unsharded run's seed-0 row (the one timed beside BMI) wins over theirs."""
+  config = _config(tasks=('normal-1x1-0.75',), bounds=('infonce',), seeds=(0,),
+                   report=True)
+  config.coverage_tasks, config.coverage_seeds = ('normal-1x1-0.75',), (0, 1, 2, 3)
+  truth = 0.4133
+  reps = [_row('normal-1x1-0.75', s, e, e - 0.02, e + 0.02, truth, seconds=9.0)
+          for s, e in enumerate([0.40, 0.41, 0.42, 0.45])]     # covers 3 of 4
+  with open(tmp_path / 'results.shard0of2.jsonl', 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in reps)
+  with open(tmp_path / 'results.jsonl', 'w') as f:      # the timed seed-0 run
+    f.write(json.dumps(dict(reps[0], seconds=3.5)) + '\n')
+  rows = experiment._load(str(tmp_path))
+  assert rows['normal-1x1-0.75', 'concat', 'infonce', 0]['seconds'] == 3.5
+  text = experiment.report(config, rows, str(tmp_path))
+  assert '| normal-1x1-0.75 | 0.413 | 0.400 | [0.380, 0.420] | yes | 75% of 4 | 3.5 |' in text
+  assert 'at >= 90 % on 0 of 1 tasks' in text
+  (csv_row,) = runs.read_csv(str(tmp_path / 'report.csv'))
+  assert float(csv_row['coverage']) == 0.75 and csv_row['repetitions'] == '4'
