@@ -102,6 +102,8 @@ def test_coverage_stats_by_hand():
            _row('t', 2, 0.57, 0.52, 0.62), _row('t', 3, 0.4, 0.3, 0.5)]
   c = experiment.coverage_stats(group)
   assert c['coverage'] == 0.75 and c['n'] == 4            # the third misses
+  # The mean estimate 0.4925 lies in the first, second and fourth interval.
+  assert c['calibration'] == 0.75
   assert c['mean'] == pytest.approx(0.4925) and c['bias'] == pytest.approx(-0.0075)
   assert c['sd'] == pytest.approx(np.std([0.5, 0.5, 0.57, 0.4], ddof=1))
   assert c['half'] == pytest.approx((0.1 + 0.05 + 0.05 + 0.1) / 4)
@@ -110,6 +112,7 @@ def test_coverage_stats_by_hand():
   biased = [_row('t', s, 0.3, 0.28, 0.32) for s in range(3)]
   assert experiment.coverage_stats(biased)['verdict'] == 'bias dominates'
   assert experiment.coverage_stats(biased)['coverage'] == 0.0
+  assert experiment.coverage_stats(biased)['calibration'] == 1.0
 
 
 def test_report_coverage_column_and_timed_run_wins(tmp_path):
@@ -120,7 +123,7 @@ def test_report_coverage_column_and_timed_run_wins(tmp_path):
   config.coverage_tasks, config.coverage_seeds = ('normal-1x1-0.75',), (0, 1, 2, 3)
   truth = 0.4133
   reps = [_row('normal-1x1-0.75', s, e, e - 0.02, e + 0.02, truth, seconds=9.0)
-          for s, e in enumerate([0.40, 0.41, 0.42, 0.45])]     # covers 3 of 4
+          for s, e in enumerate([0.40, 0.41, 0.43, 0.50])]     # covers 3 of 4
   with open(tmp_path / 'results.shard0of2.jsonl', 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in reps)
   with open(tmp_path / 'results.jsonl', 'w') as f:      # the timed seed-0 run
@@ -130,5 +133,7 @@ def test_report_coverage_column_and_timed_run_wins(tmp_path):
   text = experiment.report(config, rows, str(tmp_path))
   assert '| normal-1x1-0.75 | 0.413 | 0.400 | [0.380, 0.420] | yes | 75% of 4 | 3.5 |' in text
   assert 'at >= 90 % on 0 of 1 tasks' in text
+  # The mean estimate 0.435 lies in [0.41, 0.45] only of the four intervals.
+  assert '| normal-1x1-0.75 | 0.413 | 4 | 75% | 25% | 0.435 |' in text
   (csv_row,) = runs.read_csv(str(tmp_path / 'report.csv'))
   assert float(csv_row['coverage']) == 0.75 and csv_row['repetitions'] == '4'
