@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from infomax_jax import graphs
@@ -17,14 +18,14 @@ from tests import graphs_fixtures as fx
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The tiny configs: DGI trains 3 epochs on Cora (patience 20 never stops it),
-# InfoGraph 1 epoch on MUTAG; each writes a 'test' record at its last epoch.
+# InfoGraph 2 epochs on MUTAG; each writes a 'test' record at its last epoch.
 EXPECTED = {
     'dgi': ('cora/seed0', [('train', 1), ('train', 2), ('train', 3),
                            ('test', 3)],
             {'best_epoch', 'best_loss', 'acc_mean', 'acc_std', 'acc_min',
              'acc_max'}),
-    'infograph': ('MUTAG/seed0', [('train', 1), ('test', 1)],
-                  {'acc_mean', 'acc_fold_std'}),
+    'infograph': ('MUTAG/seed0', [('train', 1), ('train', 2), ('test', 2)],
+                  {'acc_mean', 'acc_fold_std', 'epoch_median'}),
 }
 
 
@@ -55,4 +56,34 @@ def test_experiment_runs_tiny_config(name, tmp_path):
   # The training folder's own records (train.train): one per chunk.
   folder = tmp_path / 'runs' / tag.replace('/', '_')
   assert [r['step'] for r in runs.read_metrics(str(folder), 'train')] == (
-      [1, 2, 3] if name == 'dgi' else [2])
+      [1, 2, 3] if name == 'dgi' else [2, 4])
+  if name == 'infograph':
+    _check_infograph_epoch_selection(tmp_path, folder)
+
+
+def _check_infograph_epoch_selection(workdir, folder):
+  """Both epochs kept (run folder and embeddings/), each fold's epoch."""
+  assert sorted(os.listdir(folder / 'epoch_embeddings')) == [
+      'epoch0001.npy', 'epoch0002.npy']
+  with np.load(workdir / 'embeddings' / 'MUTAG_seed0.npz') as saved:
+    assert saved['epoch_embeddings'].shape == (2, 188, 16)
+    np.testing.assert_array_equal(saved['epochs'], [1, 2])
+    np.testing.assert_array_equal(saved['embeddings'],
+                                  saved['epoch_embeddings'][-1])
+  folds = runs.read_csv(str(workdir / 'folds.csv'))
+  assert len(folds) == 3 and {f['epoch'] for f in folds} <= {'1', '2'}
+  table = (workdir / 'results.md').read_text()
+  assert 'chosen epoch: median (range)' in table and 'validation' in table
+
+
+def test_infograph_config_selects_epochs_on_validation_folds():
+  from experiments import infograph  # pylint: disable=g-import-not-at-top
+  from experiments.configs import infograph as configs  # pylint: disable=g-import-not-at-top
+  config = configs.get_config()
+  assert config.epoch_selection == 'validation'
+  assert config.seeds == tuple(range(10)) and config.select_every_epochs == 1
+  tiny = configs.get_config('tiny')
+  assert tiny.epoch_selection == 'validation' and tiny.seeds == (0,)
+  config.epoch_selection = 'test'
+  with pytest.raises(ValueError, match="valid values are: 'validation', 'last'"):
+    infograph.run(config, '/nonexistent/never/written')

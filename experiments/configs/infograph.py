@@ -1,6 +1,6 @@
 """InfoGraph on MUTAG (Sun et al. 2020, Table 2: 89.01 +- 1.13 %).
 
-Full protocol (a few minutes on a 2-core CPU)::
+Full protocol (10 seeds; about 85 s per seed, 15 minutes, on a free 2-core CPU)::
 
   INFOMAX_DATA_DIR=../shared/data python -m experiments.infograph \
       --config=experiments/configs/infograph.py --workdir=/tmp/infograph
@@ -10,11 +10,14 @@ CPU smoke run (one seed)::
   INFOMAX_DATA_DIR=../shared/data python -m experiments.infograph \
       --config=experiments/configs/infograph.py:quick --workdir=/tmp/ig_quick
 
-``:tiny`` runs one epoch of a narrow model (the CI test). The frozen graph
-embeddings (per-layer sum pools, concatenated) are scored by 10-fold
-stratified cross-validation of an SVM whose C is chosen by an inner 5-fold
-search on the training folds only; it should show accuracy near the paper's,
-above that of the same encoder untrained (reported beside it).
+``:tiny`` runs two epochs of a narrow model (the CI test). The frozen graph
+embeddings (per-layer sum pools, concatenated) of every epoch are kept, and
+scored by 10-fold stratified cross-validation of an SVM: in every fold the
+epoch and C are chosen together by an inner 5-fold search on the training
+folds only (``epoch_selection='validation'``; the paper chose the epoch on
+the test folds), or the last epoch is used (``'last'``). Mean ± std over 10
+seeds, as the issue asks; it should show accuracy near the paper's, above
+that of the same encoder untrained (reported beside it).
 """
 
 import ml_collections
@@ -44,9 +47,14 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
   # Objective by name (infomax_jax.graphs.MASKED_BOUNDS): 'jsd' (paper),
   # 'infonce', 'dv' or 'nwj'.
   config.bound = 'jsd'
-  config.seeds = (0, 1, 2, 3, 4)    # trainings; each gets its own fold split
+  config.seeds = tuple(range(10))   # trainings; each gets its own fold split
   # Evaluation: `folds`-fold stratified CV; SVM (RBF) with C from `svm_cs`
   # chosen by `inner_folds`-fold CV on the training folds.
+  # 'validation': per fold, the epoch is chosen with C by that inner CV among
+  # the embeddings kept every `select_every_epochs` epochs (and the last);
+  # 'last': the final epoch's embeddings.
+  config.epoch_selection = 'validation'
+  config.select_every_epochs = 1
   config.folds = 10
   config.inner_folds = 5
   config.svm_cs = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -54,7 +62,7 @@ def get_config(variant: str = 'default') -> ml_collections.ConfigDict:
 
   if variant in ('quick', 'tiny'):     # one seed
     config.seeds = (0,)
-  if variant == 'tiny':                # one epoch of a narrow model (CI)
-    config.update(hidden=8, num_layers=2, epochs=1, folds=3, inner_folds=2,
+  if variant == 'tiny':                # two epochs of a narrow model (CI)
+    config.update(hidden=8, num_layers=2, epochs=2, folds=3, inner_folds=2,
                   svm_cs=(1.0,), evaluate_untrained=False)
   return config

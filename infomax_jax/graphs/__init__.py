@@ -27,7 +27,7 @@ One module per concern:
   data parallel over every device; ``training``: what their training calls
   share.
 * ``evaluation``: DGI's repeated logistic-regression probe and InfoGraph's
-  SVM cross-validation.
+  SVM cross-validation (also with the epoch chosen on the training folds).
 * ``protocol``: the experiment loop both experiments share (seeds with
   resume, runs.csv, metrics.jsonl, results tables, loss figure).
 
@@ -52,6 +52,7 @@ from infomax_jax.graphs.dgi import dgi_task
 from infomax_jax.graphs.dgi import train_dgi
 from infomax_jax.graphs.evaluation import logreg_probe
 from infomax_jax.graphs.evaluation import svm_cross_validation
+from infomax_jax.graphs.evaluation import svm_cross_validation_select
 from infomax_jax.graphs.files import DATA_DIR_ENV
 from infomax_jax.graphs.files import resolve_data_dir
 from infomax_jax.graphs.infograph import FeedForward
@@ -59,6 +60,8 @@ from infomax_jax.graphs.infograph import GINEncoder
 from infomax_jax.graphs.infograph import InfoGraph
 from infomax_jax.graphs.infograph import InfoGraphResult
 from infomax_jax.graphs.infograph import infograph_config
+from infomax_jax.graphs.infograph import infograph_embedder
+from infomax_jax.graphs.infograph import infograph_embedding_epochs
 from infomax_jax.graphs.infograph import infograph_embeddings
 from infomax_jax.graphs.infograph import infograph_init
 from infomax_jax.graphs.infograph import infograph_masks
@@ -114,8 +117,10 @@ from infomax_jax.graphs.tu import tu_arrays
 __all__ = [
     'DGI', 'BilinearDiscriminator', 'DGIResult', 'dgi_config',
     'dgi_embeddings', 'dgi_objective', 'dgi_task', 'train_dgi', 'logreg_probe',
-    'svm_cross_validation', 'DATA_DIR_ENV', 'resolve_data_dir', 'FeedForward',
+    'svm_cross_validation', 'svm_cross_validation_select', 'DATA_DIR_ENV',
+    'resolve_data_dir', 'FeedForward',
     'GINEncoder', 'InfoGraph', 'InfoGraphResult', 'infograph_config',
+    'infograph_embedder', 'infograph_embedding_epochs',
     'infograph_embeddings', 'infograph_init', 'infograph_masks',
     'infograph_objective', 'infograph_steps_per_epoch', 'infograph_task',
     'train_infograph', 'InfoGraphStar', 'InfoGraphStarResult',

@@ -9,7 +9,9 @@
   random initialisations and reports the spread over them.
 * InfoGraph (Sun et al. 2020): ``svm_cross_validation``, stratified k-fold
   accuracy of an RBF SVM whose C is chosen by an inner cross-validation on
-  the training folds only (no test fold picks anything).
+  the training folds only (no test fold picks anything);
+  ``svm_cross_validation_select`` chooses the training epoch the same way,
+  jointly with C, from the embeddings of several epochs.
 """
 
 from typing import Any, Sequence
@@ -114,3 +116,64 @@ def svm_cross_validation(embeddings: np.ndarray, labels: np.ndarray, *,
     accs.append(search.score(embeddings[test], labels[test]))
     chosen.append(float(search.best_params_['C']))
   return np.asarray(accs), chosen
+
+
+def svm_cross_validation_select(
+    embeddings_by_epoch: np.ndarray, labels: np.ndarray, *, folds: int,
+    inner_folds: int, cs: Sequence[float], seed: int
+) -> tuple[np.ndarray, list[int], list[float]]:
+  """k-fold SVM accuracy with the (epoch, C) pair chosen on the train folds.
+
+  The paper's protocol without test-set selection: for every outer fold, each
+  candidate (epoch e, C) is scored by the mean accuracy of an ``inner_folds``
+  -fold stratified CV (unshuffled, as ``svm_cross_validation``'s
+  ``GridSearchCV``) of ``SVC(C)`` on epoch e's embeddings of the outer
+  training folds only; the best pair is refitted there and scores the held-out
+  fold. Ties (to 1e-10) go to the earliest epoch, then the smallest C, in the
+  given order. With one epoch this is ``svm_cross_validation``.
+
+  Args:
+    embeddings_by_epoch: (E, G, d) graph embeddings of E candidate epochs.
+    labels: (G,) class ids.
+    folds: outer folds (test accuracy); the split is that of
+      ``svm_cross_validation`` with the same seed.
+    inner_folds: inner folds of the (epoch, C) search (training folds only).
+    cs: candidate C values.
+    seed: shuffling seed of the outer split.
+
+  Returns:
+    ((folds,) accuracies, the chosen epoch index (into the E axis) of each
+    fold, the chosen C of each fold).
+  """
+  # scikit-learn takes seconds to import; only this evaluation needs it.
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+  from sklearn import svm  # pylint: disable=g-import-not-at-top
+  x = np.asarray(embeddings_by_epoch)
+  if x.ndim != 3 or x.shape[1] != len(labels):
+    raise ValueError(f'embeddings_by_epoch must be (E, G={len(labels)}, d), '
+                     f'got {x.shape}')
+  outer = model_selection.StratifiedKFold(folds, shuffle=True,
+                                          random_state=seed)
+  inner = model_selection.StratifiedKFold(inner_folds)
+  accs, epochs, chosen = [], [], []
+  for train, test in outer.split(x[0], labels):
+    scores = np.stack([_inner_scores(x[e, train], labels[train], cs, inner)
+                       for e in range(x.shape[0])])   # (E, len(cs))
+    # Rounding makes equal means exact ties, so the first pair wins.
+    e, c = np.unravel_index(np.argmax(np.round(scores, 10)), scores.shape)
+    model = svm.SVC(C=cs[c]).fit(x[e, train], labels[train])
+    accs.append(model.score(x[e, test], labels[test]))
+    epochs.append(int(e))
+    chosen.append(float(cs[c]))
+  return np.asarray(accs), epochs, chosen
+
+
+def _inner_scores(x: np.ndarray, y: np.ndarray, cs: Sequence[float],
+                  inner: Any) -> np.ndarray:
+  """(len(cs),) mean inner-CV accuracy of an RBF SVM for every C."""
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+  from sklearn import svm  # pylint: disable=g-import-not-at-top
+  search = model_selection.GridSearchCV(
+      svm.SVC(), {'C': list(cs)}, cv=inner, scoring='accuracy', refit=False)
+  search.fit(x, y)
+  return np.asarray(search.cv_results_['mean_test_score'])

@@ -7,11 +7,16 @@ both to one space; the node-vs-graph scores of a batch enter a masked MI
 bound whose positives are the (node, own graph) pairs. ``train_infograph``
 runs ``infograph_task`` through ``infomax_jax.train.train``: shuffled
 mini-batches of graphs, data parallel over blocks of graphs (see
-``infograph_task``).
+``infograph_task``). With ``embed_every_epochs`` it also keeps the graph
+embeddings of every few epochs (``train.train``'s evaluation hook, run at
+those epochs; saved in the run folder, so a resumed run keeps them), the
+candidates of the paper's epoch selection
+(``evaluation.svm_cross_validation_select``).
 """
 
 import dataclasses
-from typing import Any, Optional
+import os
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -128,8 +133,14 @@ class InfoGraphResult(training.TrainResult):
 
   Attributes:
     variables: final {'params', 'batch_stats'}.
+    embedding_epochs: the epochs whose graph embeddings were kept (empty
+      unless ``embed_every_epochs`` was given).
+    epoch_embeddings: (len(embedding_epochs), G, hidden * num_layers) graph
+      embeddings (inference mode) after each of those epochs, or None.
   """
   variables: PyTree
+  embedding_epochs: tuple[int, ...] = ()
+  epoch_embeddings: Optional[np.ndarray] = None
 
 
 def infograph_init(dataset: TUDataset, *, hidden: int, num_layers: int,
@@ -233,15 +244,83 @@ def infograph_task(dataset: TUDataset, *, hidden: int = 32,
 
 def infograph_config(dataset: TUDataset, *, seed: int, batch_size: int,
                      epochs: int, learning_rate: float,
-                     checkpoint_every_epochs: int = 5
+                     checkpoint_every_epochs: int = 5,
+                     eval_every_epochs: Optional[int] = None
                      ) -> ml_collections.ConfigDict:
-  """The ``train.train`` config of ``infograph_task``: one chunk per epoch."""
+  """The ``train.train`` config of ``infograph_task``: one chunk per epoch.
+
+  The evaluation hook (if any) runs every ``eval_every_epochs`` epochs
+  (default: at the end only).
+  """
   steps = infograph_steps_per_epoch(dataset.num_graphs, batch_size)
   return ml_collections.ConfigDict(dict(
       seed=seed, num_steps=epochs * steps, batch_size=batch_size,
       learning_rate=learning_rate, optimizer='adam', log_every=steps,
-      eval_every=epochs * steps,
+      eval_every=(eval_every_epochs or epochs) * steps,
       checkpoint_every=checkpoint_every_epochs * steps, keep_checkpoints=1))
+
+
+def infograph_embedding_epochs(epochs: int, every: int) -> tuple[int, ...]:
+  """The epochs whose embeddings ``train_infograph`` keeps: every ``every``-th
+  and the last (where ``train.train`` evaluates)."""
+  if every < 1:
+    raise ValueError(f'embed_every_epochs must be >= 1, got {every}')
+  return tuple(sorted({*range(every, epochs + 1, every), epochs}))
+
+
+# Run-folder subfolder of the kept embeddings, one file per epoch.
+EMBEDDINGS_DIR = 'epoch_embeddings'
+
+
+def _embeddings_path(workdir: str, epoch: int) -> str:
+  return os.path.join(workdir, EMBEDDINGS_DIR, f'epoch{epoch:04d}.npy')
+
+
+def _save_embeddings(workdir: str, epoch: int, embeddings: np.ndarray) -> None:
+  """Writes one epoch's embeddings atomically (an interruption leaves the
+  previous file or none, never half a file)."""
+  path = _embeddings_path(workdir, epoch)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + '.tmp', 'wb') as f:
+    np.save(f, embeddings)
+  os.replace(path + '.tmp', path)
+
+
+def _embedding_hook(embed: Callable[[PyTree], np.ndarray],
+                    steps_per_epoch: int, kept: dict[int, np.ndarray],
+                    workdir: Optional[str]) -> Callable[..., dict[str, float]]:
+  """``train.Task.evaluate``: keeps the embeddings after every evaluated epoch.
+
+  ``train.train`` calls it at step 0 (not kept: not a trained epoch), every
+  ``eval_every`` steps and at the end; the embeddings go to ``kept`` and to
+  ``workdir`` (where a resumed run finds the epochs before its checkpoint).
+  """
+  def evaluate(params, batch_stats, step):
+    embeddings = embed({'params': params, 'batch_stats': batch_stats})
+    if step:
+      epoch = step // steps_per_epoch
+      kept[epoch] = embeddings
+      if workdir is not None:
+        _save_embeddings(workdir, epoch, embeddings)
+    return {'embedding_norm': float(np.linalg.norm(embeddings, axis=1).mean())}
+  return evaluate
+
+
+def _kept_embeddings(epochs: Sequence[int], kept: dict[int, np.ndarray],
+                     workdir: Optional[str]) -> np.ndarray:
+  """(E, G, d): the embeddings of ``epochs``, from this call or its folder."""
+  out = []
+  for epoch in epochs:
+    if epoch not in kept:
+      path = _embeddings_path(workdir, epoch) if workdir else 'no workdir'
+      if not os.path.exists(path):
+        raise FileNotFoundError(
+            f'the graph embeddings of epoch {epoch} are missing ({path}): the '
+            f'run folder was trained without keeping them; remove it to '
+            f'retrain')
+      kept[epoch] = np.load(path)
+    out.append(kept[epoch])
+  return np.stack(out)
 
 
 def train_infograph(dataset: TUDataset, *, hidden: int = 32,
@@ -250,6 +329,7 @@ def train_infograph(dataset: TUDataset, *, hidden: int = 32,
                     seed: int = 0, bound: str = 'jsd',
                     workdir: Optional[str] = None, mesh=None,
                     checkpoint_every_epochs: int = 5,
+                    embed_every_epochs: Optional[int] = None,
                     verbose: bool = True) -> InfoGraphResult:
   """Trains InfoGraph with Adam on shuffled mini-batches of graphs.
 
@@ -258,6 +338,13 @@ def train_infograph(dataset: TUDataset, *, hidden: int = 32,
   ``workdir`` and resuming from it. Every batch is padded to the same sizes
   (one compiled step); the last, smaller batch of an epoch is kept, as
   PyTorch's DataLoader does.
+
+  With ``embed_every_epochs = k``, ``train.train``'s evaluation hook runs
+  every k epochs (and after the last) and keeps the graph embeddings of all
+  graphs there (one inference pass; ``<workdir>/epoch_embeddings/
+  epochNNNN.npy``). A resumed run reads the epochs before its checkpoint from
+  those files and recomputes the later ones, so it returns the embeddings of
+  an uninterrupted run.
 
   Args:
     dataset: the graphs (labels unused).
@@ -272,6 +359,8 @@ def train_infograph(dataset: TUDataset, *, hidden: int = 32,
       resumes); None: a temporary folder, deleted afterwards.
     mesh: the ``'data'`` mesh (default ``parallel.make_mesh()``).
     checkpoint_every_epochs: epochs between checkpoints.
+    embed_every_epochs: keep the graph embeddings every this many epochs
+      (and after the last); None: keep none.
     verbose: print a progress line per epoch.
 
   Returns:
@@ -283,23 +372,45 @@ def train_infograph(dataset: TUDataset, *, hidden: int = 32,
                         num_blocks=mesh.shape[parallel.DATA_AXIS])
   config = infograph_config(dataset, seed=seed, batch_size=batch_size,
                             epochs=epochs, learning_rate=learning_rate,
-                            checkpoint_every_epochs=checkpoint_every_epochs)
+                            checkpoint_every_epochs=checkpoint_every_epochs,
+                            eval_every_epochs=embed_every_epochs)
+  kept: dict[int, np.ndarray] = {}
+  epoch_list = ()
+  if embed_every_epochs is not None:
+    epoch_list = infograph_embedding_epochs(epochs, embed_every_epochs)
+    task = dataclasses.replace(task, evaluate=_embedding_hook(
+        infograph_embedder(dataset, hidden=hidden, num_layers=num_layers),
+        infograph_steps_per_epoch(dataset.num_graphs, batch_size), kept,
+        workdir))
   state, records, (train_s, compile_s, cpu_s) = training.timed_train(
       config, task, workdir, mesh, verbose)
   variables = jax.device_get({'params': state.params,
                               'batch_stats': state.aux})
-  return InfoGraphResult(losses=[r['loss'] for r in records],
-                         train_seconds=train_s, compile_seconds=compile_s,
-                         train_cpu_seconds=cpu_s, variables=variables)
+  return InfoGraphResult(
+      losses=[r['loss'] for r in records], train_seconds=train_s,
+      compile_seconds=compile_s, train_cpu_seconds=cpu_s, variables=variables,
+      embedding_epochs=epoch_list,
+      epoch_embeddings=(_kept_embeddings(epoch_list, kept, workdir)
+                        if epoch_list else None))
 
 
-def infograph_embeddings(variables: PyTree, dataset: TUDataset, *, hidden: int,
-                         num_layers: int) -> np.ndarray:
-  """(G, hidden * num_layers) embeddings of every graph, inference mode."""
+def infograph_embedder(dataset: TUDataset, *, hidden: int, num_layers: int
+                       ) -> Callable[[PyTree], np.ndarray]:
+  """``variables -> (G, hidden * num_layers)`` embeddings of every graph.
+
+  One padded batch of all graphs, built once; the function compiles once.
+  """
   batch = tu.batch_graphs(dataset, np.arange(dataset.num_graphs),
                          num_nodes=dataset.num_nodes,
                          num_edges=int(dataset.edges.shape[0]),
                          num_graphs=dataset.num_graphs)
   model = InfoGraph(hidden, num_layers)
   fn = jax.jit(lambda v, b: model.apply(v, b, method=InfoGraph.embed))
-  return np.asarray(fn(variables, batch))
+  return lambda variables: np.asarray(fn(variables, batch))
+
+
+def infograph_embeddings(variables: PyTree, dataset: TUDataset, *, hidden: int,
+                         num_layers: int) -> np.ndarray:
+  """(G, hidden * num_layers) embeddings of every graph, inference mode."""
+  return infograph_embedder(dataset, hidden=hidden,
+                            num_layers=num_layers)(variables)
