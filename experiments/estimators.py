@@ -234,9 +234,10 @@ def coverage_stats(group: list[dict]) -> dict:
   estimator's expectation: whether the width fits the noise it claims to
   cover, whatever the bias), the mean estimate, its bias, the spread over
   repetitions (sd), the mean half-width and the verdict: 'bias dominates'
-  (|bias| above the mean half-width: no interval centred on this estimator
-  covers at its nominal rate), 'interval too narrow' (sd over repetitions
-  > 1.2 x the interval's standard error) or 'ok'.
+  (|bias| above the interval's standard error se = half-width / z: even an
+  interval of the right width then covers the truth at most ~83 % of the
+  time at 95 % nominal), 'interval too narrow' (sd over repetitions > 1.2 se)
+  or 'ok'.
   """
   truth = group[0]['true_mi']
   est = np.array([r['estimate'] for r in group])
@@ -245,9 +246,9 @@ def coverage_stats(group: list[dict]) -> dict:
   calibrated = [r['interval_lo'] <= est.mean() <= r['interval_hi'] for r in group]
   bias = float(est.mean() - truth)
   sd = float(est.std(ddof=1)) if len(group) > 1 else math.nan
-  z = half / max(np.mean([r['stderr'] for r in group]), 1e-12)  # 1.96 at 95 %
-  verdict = ('bias dominates' if abs(bias) > half else
-             'interval too narrow' if sd > 1.2 * half / z else 'ok')
+  se = float(np.mean([r['stderr'] for r in group]))   # half-width / z
+  verdict = ('bias dominates' if abs(bias) > se else
+             'interval too narrow' if sd > 1.2 * se else 'ok')
   return dict(truth=truth, n=len(group), coverage=float(np.mean(covered)),
               calibration=float(np.mean(calibrated)), mean=float(est.mean()),
               bias=bias, sd=sd, half=half, verdict=verdict)
@@ -348,15 +349,15 @@ def report(config: ml_collections.ConfigDict, rows: dict[tuple, dict],
         f'\nNominal {config.get("confidence", 0.95):.0%} intervals cover the truth '
         f'at >= 90 % on {sum(c["coverage"] >= 0.9 for c in coverage.values())} '
         f'of {len(coverage)} tasks; on the {len(unbiased)} tasks where the bias '
-        f'is within the interval\'s half-width: '
+        f'is within one standard error of the interval: '
         f'{sum(c["coverage"] >= 0.9 for c in unbiased)} of {len(unbiased)} '
         f'(median {median:.0%}). The intervals hold the mean estimate over '
         f'the repetitions (what the estimator converges to) on '
         f'{sum(c["calibration"] >= 0.9 for c in coverage.values())} of '
         f'{len(coverage)} tasks (median '
         f'{np.median([c["calibration"] for c in coverage.values()]):.0%}).\n'
-        '\n"bias dominates": |mean estimate - truth| exceeds the mean '
-        'half-width, so no interval centred on this estimator covers at its '
+        '\n"bias dominates": |mean estimate - truth| exceeds the interval\'s '
+        'standard error, so no interval centred on this estimator covers at its '
         'nominal rate (InfoNCE with a finite critic is a lower bound: the '
         'interval is one for the bound the critic attains, not for the MI); '
         '"interval too narrow": the spread over repetitions exceeds the '

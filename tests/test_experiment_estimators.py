@@ -113,6 +113,12 @@ def test_coverage_stats_by_hand():
   assert experiment.coverage_stats(biased)['verdict'] == 'bias dominates'
   assert experiment.coverage_stats(biased)['coverage'] == 0.0
   assert experiment.coverage_stats(biased)['calibration'] == 1.0
+  # Bias 0.03 is inside the half-width 0.05 but above the standard error
+  # 0.05 / 1.96: the truth is covered, yet at far below the nominal rate
+  # once the estimates scatter, so the verdict names the bias.
+  near = [_row('t', s, e, e - 0.05, e + 0.05) for s, e in enumerate([0.46, 0.47, 0.48])]
+  assert experiment.coverage_stats(near)['coverage'] == 1.0
+  assert experiment.coverage_stats(near)['verdict'] == 'bias dominates'
 
 
 def test_report_coverage_column_and_timed_run_wins(tmp_path):
