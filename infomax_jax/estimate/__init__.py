@@ -62,8 +62,12 @@ What ``estimate_mi`` does:
    and ``interval`` = mi +- z stderr (``confidence``, default 95 %). The
    interval covers sampling and optimisation noise, not the bias of a lower
    bound: where the critic cannot learn the density ratio (or the MI is
-   high), the estimate sits below the truth by more than the interval
-   (docs: issue 19 notes give the measured coverage). Otherwise (other eval
+   high), the estimate sits below the truth by more than the interval.
+   Measured over 20 repetitions of 27 benchmark tasks (10 000 samples;
+   results/estimators_issue19/session8/report.md): where the bias is within
+   one standard error the 95 % interval covers the truth 85-100 % of the
+   time; on heavy-tailed, 5-D/25-D, spiral and high-MI tasks 0-60 %, while
+   it still holds the estimator's own mean on 18 of the 27. Otherwise (other eval
    bounds, or ``all_pairs=False``): the test split is cut into B disjoint
    batches of K = min(batch_size, n_test) pairs, the evaluation bound is
    computed on each batch's K x K score matrix, and mi = (1/B) sum_b I_b
