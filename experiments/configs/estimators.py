@@ -23,10 +23,14 @@ repetitions (fresh samples and seeds) of COVERAGE_TASKS (every suite and
 report high-MI task) and the coverage of the true MI by the interval per
 task:
 
-  python -m benchmarks.estimate_bmi --dump=/tmp/bmi_samples
-  /tmp/bmi_venv/bin/python benchmarks/estimate_bmi.py --run=/tmp/bmi_samples
   python -m experiments.estimators \
-      --config=experiments/configs/estimators.py:coverage --workdir=/tmp/est_check
+      --config=experiments/configs/estimators.py:coverage --workdir=/tmp/est_cov
+  python -m benchmarks.estimate_bmi --compare=/tmp/i19_compare \
+      --bmi_python=/tmp/bmi_venv/bin/python --coverage_from=/tmp/est_cov
+
+(the second runs ours and BMI back to back on the same samples and writes the
+report with the coverage column; session 8: 56 min for the coverage run as
+two single-threaded shards on 2 cores, 18 min for the comparison).
 
 ``quick`` (3 tasks, 2 bounds, 2000 samples, 300 steps; a smoke run):
 
