@@ -137,11 +137,6 @@ def make_task(critic_name: str, estimator_name: str,
                         sample_takes_step=True)
 
 
-def seeds_of(config: ml_collections.ConfigDict) -> list[int]:
-  """The seeds of the replicas: ``config.seed .. seed + num_seeds - 1``."""
-  return train_lib.replica_seeds(config)
-
-
 def train_combo(critic_name: str, estimator_name: str,
                 config: ml_collections.ConfigDict, workdir: str, mesh=None):
   """Trains one pair through the staircase in ``workdir`` (resumed if there).
@@ -214,7 +209,7 @@ def load_metrics(path: str, config: ml_collections.ConfigDict) -> dict:
   by_pair = collections.defaultdict(list)
   for row in rows:
     by_pair[row['critic'], row['estimator']].append(row)
-  truth, seeds = true_mi_per_step(config), seeds_of(config)
+  truth, seeds = true_mi_per_step(config), train_lib.replica_seeds(config)
   complete, kept = {}, []
   for pair, pair_rows in by_pair.items():
     curves = _pair_curves(pair_rows, seeds, truth)
@@ -306,7 +301,7 @@ def summary_markdown(summary: list, timing: list,
   One seed: 'mean ± std (se)' per cell, as for a single run. N > 1 seeds:
   'mean ± ci95 (se)' and a second table of the bias 'bias ± ci95'.
   """
-  seeds = seeds_of(config)
+  seeds = train_lib.replica_seeds(config)
   k = config.batch_size
   tail = (f'batch {k}, log K = {math.log(k):.2f} nats.\n')
   if len(seeds) == 1:
@@ -367,7 +362,7 @@ def plot(results: dict, config: ml_collections.ConfigDict, path: str) -> str:
     ax.set_title(name if i < len(names) else '', fontsize=9)
     runs.plots.labels(ax, 'step', f'{critic_name}\nMI (nats)' if i % len(names) == 0
                       else '')
-  seeds = seeds_of(config)
+  seeds = train_lib.replica_seeds(config)
   title = (f'mean of n = {len(seeds)} seeds, {CONFIDENCE:.0%} band over seeds'
            if len(seeds) > 1 else None)
   return runs.plots.save(fig, path, title=title)
@@ -380,7 +375,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> list:
     estimator(name)
   for name in config.critics:
     registry.lookup(critics.CRITICS, name, 'critic')
-  seeds = seeds_of(config)
+  seeds = train_lib.replica_seeds(config)
   os.makedirs(workdir, exist_ok=True)
   metrics_path = os.path.join(workdir, 'metrics.csv')
   results = load_metrics(metrics_path, config)
