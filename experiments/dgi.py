@@ -37,7 +37,8 @@ PAPER = {'cora': '82.3 ± 0.6', 'citeseer': '71.8 ± 0.7'}
 CAPTION = ('DGI ({bound}, {hidden} units, Adam {learning_rate}, patience '
            '{patience}): linear-probe test accuracy (%) on the public '
            'split, mean ± std over seeds × {probe_runs} probe runs; "seed '
-           'spread" is the std of the per-seed means.')
+           'spread" is the std of the per-seed means, "seed ci95" the Student-t '
+           '95 % half-width of their mean.')
 
 
 def evaluate(data: graphs.Planetoid, result: graphs.DGIResult, seed: int,
@@ -70,6 +71,9 @@ def summarize(rows: list[dict], details: list[dict]) -> dict[str, Any]:
           'accuracy': f'{acc.mean():.2f} ± {acc.std():.2f}',
           'seed_mean_std': round(float(np.std([r['acc_mean'] for r in rows])),
                                  2),
+          # Student-t 95 % half-width of the mean over seeds (0 for one seed).
+          'seed_mean_ci95': round(runs.replicas.interval(
+              [r['acc_mean'] for r in rows])[1], 2),
           'mean_epochs': float(np.mean([r['epochs'] for r in rows]))}
 
 
@@ -85,6 +89,7 @@ PROTOCOL = graphs.Protocol(
     summarize=summarize,
     columns=(('accuracy', 'accuracy', None),
              ('seed_mean_std', 'seed spread', '.2f'),
+             ('seed_mean_ci95', 'seed ci95', '.2f'),
              ('probe_runs', 'probes / seed', None),
              ('mean_epochs', 'epochs (mean)', '.0f')),
     caption=CAPTION, paper=PAPER)

@@ -8,6 +8,7 @@ run or a grid of runs, and the paper's figures.
 import hashlib
 import json
 import os
+import re
 import time
 from typing import Any, Callable, Optional, Sequence
 
@@ -128,12 +129,17 @@ def run(config: Config, workdir: str, *, title: str, filename: str,
   return state
 
 
+_LOG_COND = 'log_cond_p'
+
+
 def findings(workdir: str) -> dict[str, Any]:
   """The run's findings over its seeds, as mean ± 95 % interval (Student t).
 
   Per seed, from its first and last evaluation: the rise of the probe accuracy
   (points), its margin over the noisy- and clean-pixel baselines (points) and
-  the change of the test MI estimate (nats). Written to ``summary.json`` and
+  the change of the test MI estimate (nats); when the run logs percentiles of
+  log κ of the encoder's Jacobian (``log_cond_pXX``, Fig. 2), their change
+  and final values. Written to ``summary.json`` and
   ``summary.md`` in ``workdir``, and printed.
   """
   groups = runs.replicas.by_seed(runs.read_metrics(workdir, 'eval'))
@@ -153,6 +159,17 @@ def findings(workdir: str) -> dict[str, Any]:
                             if 'mi_test' in a and 'mi_test' in b], 1, 'nats'),
       'final MI (test)': ([b['mi_test'] for b in lasts if 'mi_test' in b], 1, 'nats'),
   }
+  # Fig. 2: the change of each logged percentile (over the fixed inputs) of
+  # log κ of g1's Jacobian, and its final value.
+  percentiles = sorted({int(k[len(_LOG_COND):]) for k in lasts[0]
+                        if re.fullmatch(_LOG_COND + r'\d+', k)})
+  for q in percentiles:
+    key = f'{_LOG_COND}{q}'
+    measures[f'log κ change (p{q})'] = (
+        [b[key] - a[key] for a, b in zip(firsts, lasts)], 1, '')
+  for q in percentiles:
+    key = f'{_LOG_COND}{q}'
+    measures[f'final log κ (p{q})'] = ([b[key] for b in lasts], 1, '')
   out = {'seeds': sorted(groups), 'steps': [firsts[0]['step'], lasts[0]['step']]}
   lines = [f'# Findings over {len(groups)} seed(s), step {out["steps"][0]} -> '
            f'{out["steps"][1]} (mean ± 95 % interval)', '']
@@ -162,7 +179,7 @@ def findings(workdir: str) -> dict[str, Any]:
     mean, half, n = runs.replicas.interval(np.asarray(values) * scale)
     out[name] = {'mean': mean, 'ci95': half, 'n': n, 'unit': unit,
                  'values': [float(v) * scale for v in values]}
-    lines.append(f'- {name}: {runs.replicas.format_interval(values, scale)} {unit}')
+    lines.append(f'- {name}: {runs.replicas.format_interval(values, scale)} {unit}'.rstrip())
   runs.write_text(os.path.join(workdir, 'summary.json'), json.dumps(out, indent=1))
   runs.write_text(os.path.join(workdir, 'summary.md'), '\n'.join(lines) + '\n')
   print('\n'.join(lines), flush=True)

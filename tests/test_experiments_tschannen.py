@@ -18,6 +18,7 @@ from experiments.configs import critics as critics_config
 from experiments.configs import noniid as noniid_config
 from experiments.configs import target_mi as target_mi_config
 from infomax_jax import runs
+from infomax_jax import tschannen
 
 
 def _true_mi_from_covariances(latent_cov, noise_cov) -> float:
@@ -176,3 +177,39 @@ def test_target_mi_cpu_variant_keeps_paper_optimisation():
   for field in ('eval_every', 'checkpoint_every'):
     assert config.num_steps % config[field] == 0
     assert config[field] % config.log_every == 0
+
+
+def test_findings_over_seeds_match_hand_intervals(tmp_path):
+  """``tschannen.findings`` on a hand-written 3-seed metrics file: each finding
+  is the mean ± t(0.975, 2) · s / √3 of the per-seed values (t = 4.303), and
+  Fig. 2's log κ percentiles appear when logged."""
+  first = dict(step=0, probe_accuracy=0.80, mi_test=0.1, log_cond_p0=0.0,
+               log_cond_p100=0.5)
+  lasts = [dict(probe_accuracy=0.85, mi_test=4.0, log_cond_p0=1.0, log_cond_p100=3.0),
+           dict(probe_accuracy=0.86, mi_test=4.2, log_cond_p0=1.2, log_cond_p100=2.0),
+           dict(probe_accuracy=0.84, mi_test=4.1, log_cond_p0=1.4, log_cond_p100=4.0)]
+  with open(tmp_path / 'metrics.jsonl', 'w') as f:
+    for seed, last in enumerate(lasts):
+      f.write(json.dumps(dict(first, split='eval', seed=str(seed))) + '\n')
+      f.write(json.dumps(dict(last, step=100, split='eval', seed=str(seed),
+                              baseline_noisy_pixels=0.83)) + '\n')
+    f.write(json.dumps(dict(step=100, split='eval', seed='all', probe_accuracy=0.0)) + '\n')
+  out = tschannen.findings(str(tmp_path))
+
+  def check(name, values):
+    values = np.asarray(values, float)
+    half = 4.302652729911275 * values.std(ddof=1) / np.sqrt(3)
+    assert out[name]['n'] == 3
+    np.testing.assert_allclose([out[name]['mean'], out[name]['ci95']],
+                               [values.mean(), half], rtol=1e-9, atol=1e-12)
+
+  check('accuracy rise', [5.0, 6.0, 4.0])                 # points
+  check('final accuracy - noisy pixels', [2.0, 3.0, 1.0])
+  check('MI change (test)', [3.9, 4.1, 4.0])
+  check('log κ change (p0)', [1.0, 1.2, 1.4])
+  check('log κ change (p100)', [2.5, 1.5, 3.5])
+  check('final log κ (p100)', [3.0, 2.0, 4.0])
+  assert 'final accuracy - clean pixels' not in out       # not logged
+  assert out['seeds'] == ['0', '1', '2'] and out['steps'] == [0, 100]
+  md = (tmp_path / 'summary.md').read_text()
+  assert '- log κ change (p100): 2.50 ± 2.48 (n = 3)\n' in md

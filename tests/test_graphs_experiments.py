@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from experiments import dgi
 from infomax_jax import graphs
 from infomax_jax import runs
 from tests import graphs_fixtures as fx
@@ -87,3 +88,15 @@ def test_infograph_config_selects_epochs_on_validation_folds():
   config.epoch_selection = 'test'
   with pytest.raises(ValueError, match="valid values are: 'validation', 'last'"):
     infograph.run(config, '/nonexistent/never/written')
+
+
+def test_dgi_summary_interval_over_seeds():
+  """results.md's 'seed ci95' is the Student-t 95 % half-width of the mean of
+  the per-seed accuracies (t(0.975, 2) = 4.303), beside their std."""
+  rows = [{'acc_mean': m, 'epochs': 100} for m in (82.0, 83.0, 84.0)]
+  details = [{'accuracy': a / 100} for a in (82.0, 82.0, 83.0, 83.0, 84.0, 84.0)]
+  out = dgi.summarize(rows, details)
+  assert out['probe_runs'] == 2 and out['acc_mean'] == 83.0
+  assert out['seed_mean_std'] == round(np.sqrt(2 / 3), 2)
+  assert out['seed_mean_ci95'] == round(4.302652729911275 / np.sqrt(3), 2) == 2.48
+  assert dgi.summarize(rows[:1], details[:2])['seed_mean_ci95'] == 0.0
