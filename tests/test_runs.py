@@ -155,3 +155,22 @@ def test_run_row_reads_the_last_evaluation_and_timing(tmp_path):
   row = runs.run_row(workdir, ['acc', 'note', 'missing', 'run'], run='r1')
   assert row == {'run': 'r1', 'train_seconds': 12.3, 'acc': 0.1235, 'note': 'x',
                  'missing': ''}
+
+
+def test_atomic_open_replaces_whole_or_not_at_all(tmp_path):
+  path = str(tmp_path / 'table.csv')
+  runs.write_csv(path, ['a', 'b'], [{'a': 1, 'b': 2}])
+  assert open(path).read() == 'a,b\n1,2\n'
+  # A write that fails half-way leaves the old file and no temporary behind.
+  with pytest.raises(KeyError):
+    with runs.atomic_open(path) as f:
+      f.write('half a table')
+      raise KeyError('interrupted')
+  assert open(path).read() == 'a,b\n1,2\n'
+  assert sorted(os.listdir(tmp_path)) == ['table.csv']
+  with runs.atomic_open(str(tmp_path / 'x.npy'), 'wb') as f:
+    np.save(f, np.arange(3))
+  np.testing.assert_array_equal(np.load(tmp_path / 'x.npy'), [0, 1, 2])
+  with pytest.raises(ValueError, match="'w' or 'wb'"):
+    with runs.atomic_open(path, 'a'):
+      pass

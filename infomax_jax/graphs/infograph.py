@@ -26,6 +26,7 @@ import numpy as np
 
 from infomax_jax import parallel
 from infomax_jax import registry
+from infomax_jax import runs
 from infomax_jax import train as train_lib
 from infomax_jax.graphs import layers
 from infomax_jax.graphs import masked_bounds
@@ -281,9 +282,8 @@ def _save_embeddings(workdir: str, epoch: int, embeddings: np.ndarray) -> None:
   previous file or none, never half a file)."""
   path = _embeddings_path(workdir, epoch)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + '.tmp', 'wb') as f:
+  with runs.atomic_open(path, 'wb') as f:
     np.save(f, embeddings)
-  os.replace(path + '.tmp', path)
 
 
 def _embedding_hook(embed: Callable[[PyTree], np.ndarray],

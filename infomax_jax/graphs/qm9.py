@@ -33,6 +33,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from infomax_jax import runs
 from infomax_jax import tschannen
 from infomax_jax.graphs import files
 from infomax_jax.graphs import tu
@@ -305,10 +306,9 @@ def load_qm9(data_dir: Optional[str] = None, *, cache: bool = True,
           f'({len(dropped)} dropped: {dropped[:10]})', file=sys.stderr)
   if cache:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + '.tmp.npz'
-    np.savez(tmp, **{f.name: getattr(dataset, f.name)
-                     for f in dataclasses.fields(dataset) if f.name != 'name'})
-    os.replace(tmp, path)
+    with runs.atomic_open(path, 'wb') as f:
+      np.savez(f, **{field.name: getattr(dataset, field.name)
+                     for field in dataclasses.fields(dataset) if field.name != 'name'})
   return dataset
 
 

@@ -3,6 +3,7 @@
 * ``metrics``: one schema of ``metrics.jsonl`` (step, split, name -> value)
   mirrored to TensorBoard events; the progress line; the non-finite check.
 * ``timing``: one ``timing.json`` per run folder, accumulated over resumes.
+* ``files``: ``atomic_open``, the one way a run (re)writes a file.
 * ``tables``: CSV files and Markdown tables.
 * ``plots``: figure helpers (panels, interval bands, percentile bands).
 * ``replicas``: per-seed records of a batched run, their mean and intervals.
@@ -26,6 +27,7 @@ from infomax_jax.runs.config import run_dir
 from infomax_jax.runs.config import run_names
 from infomax_jax.runs.config import to_json
 from infomax_jax.runs.config import validate
+from infomax_jax.runs.files import atomic_open
 from infomax_jax.runs.metrics import MetricWriter
 from infomax_jax.runs.metrics import Progress
 from infomax_jax.runs.metrics import check_finite

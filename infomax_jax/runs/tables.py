@@ -4,6 +4,7 @@ import csv
 import os
 from typing import Any, Callable, Optional, Sequence, Union
 
+from infomax_jax.runs.files import atomic_open
 from infomax_jax.runs.metrics import last_eval
 from infomax_jax.runs.timing import seconds
 
@@ -30,11 +31,10 @@ def append_csv(path: str, fields: Sequence[str], rows: Sequence[dict]) -> None:
 
 def write_csv(path: str, fields: Sequence[str], rows: Sequence[dict]) -> None:
   """Replaces ``path`` with ``rows`` (atomically)."""
-  tmp = path + '.tmp'
-  if os.path.exists(tmp):
-    os.remove(tmp)
-  append_csv(tmp, fields, rows)
-  os.replace(tmp, path)
+  with atomic_open(path, newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction='ignore')
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def _cell(value: Any, fmt: Format) -> str:
@@ -90,8 +90,6 @@ def run_row(run_dir: str, fields: Sequence[str], **labels: Any) -> dict[str, Any
 
 def write_text(path: str, text: str) -> str:
   """Writes ``text`` to ``path`` (atomically); returns ``path``."""
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
+  with atomic_open(path) as f:
     f.write(text)
-  os.replace(tmp, path)
   return path

@@ -10,6 +10,8 @@ import json
 import os
 from typing import Any, Optional
 
+from infomax_jax.runs.files import atomic_open
+
 TIMING_FILE = 'timing.json'
 
 
@@ -46,8 +48,6 @@ def add_time(workdir: str, seconds: float, *, name: str = 'train',
   entry.update(extra)
   timing[name] = entry
   os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, TIMING_FILE + '.tmp')
-  with open(tmp, 'w') as f:
+  with atomic_open(os.path.join(workdir, TIMING_FILE)) as f:
     json.dump(timing, f, indent=1)
-  os.replace(tmp, os.path.join(workdir, TIMING_FILE))
   return entry

@@ -25,6 +25,8 @@ from typing import Any, Iterable, Iterator
 
 import ml_collections
 
+from infomax_jax.runs.files import atomic_open
+
 LOCK_FILE = '.lock'
 CONFIG_FILE = 'config.json'
 
@@ -173,7 +175,5 @@ def pin_config(workdir: str, config: Any, resuming: bool) -> None:
   if resuming:
     _compare(workdir, config)
   path = os.path.join(workdir, CONFIG_FILE)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
+  with atomic_open(path) as f:
     json.dump(_plain(config), f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
