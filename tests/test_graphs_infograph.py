@@ -185,15 +185,26 @@ def test_selection_matches_a_brute_force_search():
   assert len(set(epochs)) > 1 or len(set(cs)) > 1   # not a trivial case
 
 
-def test_selection_of_one_epoch_is_svm_cross_validation():
+def test_svm_cross_validation_is_scikit_learns_nested_grid_search():
+  """One epoch: the (paper's) nested CV written directly with scikit-learn:
+  GridSearchCV over C on each shuffled stratified outer training split."""
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+  from sklearn import svm  # pylint: disable=g-import-not-at-top
   y = np.repeat([0, 1], [17, 21])
   x = _epochs_of_noise(1, y, 4, seed=5)
   x[0, :, 1] += 1.2 * y
   cv = dict(folds=4, inner_folds=3, cs=(0.01, 1.0, 100.0), seed=2)
-  acc, epochs, cs = graphs.svm_cross_validation_select(x, y, **cv)
-  acc1, cs1 = graphs.svm_cross_validation(x[0], y, **cv)
-  np.testing.assert_array_equal(acc, acc1)
-  assert cs == cs1 and epochs == [0] * 4
+  acc, cs = graphs.svm_cross_validation(x[0], y, **cv)
+  outer = model_selection.StratifiedKFold(4, shuffle=True, random_state=2)
+  expected = []
+  for train, test in outer.split(x[0], y):
+    search = model_selection.GridSearchCV(
+        svm.SVC(), {'C': list(cv['cs'])}, cv=3, scoring='accuracy')
+    search.fit(x[0, train], y[train])
+    expected.append((search.score(x[0, test], y[test]),
+                     float(search.best_params_['C'])))
+  assert list(zip(acc, cs)) == expected
+  assert len(set(cs)) > 1 or len(set(acc)) > 1    # not a trivial case
   with pytest.raises(ValueError, match=r'must be \(E, G=38, d\)'):
     graphs.svm_cross_validation_select(x[0], y, **cv)
 

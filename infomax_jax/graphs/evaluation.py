@@ -103,19 +103,10 @@ def svm_cross_validation(embeddings: np.ndarray, labels: np.ndarray, *,
   Returns:
     ((folds,) accuracies, the chosen C of each fold).
   """
-  # scikit-learn takes seconds to import; only this evaluation needs it.
-  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
-  from sklearn import svm  # pylint: disable=g-import-not-at-top
-  outer = model_selection.StratifiedKFold(folds, shuffle=True,
-                                          random_state=seed)
-  accs, chosen = [], []
-  for train, test in outer.split(embeddings, labels):
-    search = model_selection.GridSearchCV(
-        svm.SVC(), {'C': list(cs)}, cv=inner_folds, scoring='accuracy')
-    search.fit(embeddings[train], labels[train])
-    accs.append(search.score(embeddings[test], labels[test]))
-    chosen.append(float(search.best_params_['C']))
-  return np.asarray(accs), chosen
+  accs, _, chosen = svm_cross_validation_select(
+      np.asarray(embeddings)[None], labels, folds=folds,
+      inner_folds=inner_folds, cs=cs, seed=seed)
+  return accs, chosen
 
 
 def svm_cross_validation_select(
@@ -126,8 +117,8 @@ def svm_cross_validation_select(
 
   The paper's protocol without test-set selection: for every outer fold, each
   candidate (epoch e, C) is scored by the mean accuracy of an ``inner_folds``
-  -fold stratified CV (unshuffled, as ``svm_cross_validation``'s
-  ``GridSearchCV``) of ``SVC(C)`` on epoch e's embeddings of the outer
+  -fold stratified CV (unshuffled, as scikit-learn's ``GridSearchCV(cv=k)``)
+  of ``SVC(C)`` on epoch e's embeddings of the outer
   training folds only; the best pair is refitted there and scores the held-out
   fold. Ties (to 1e-10) go to the earliest epoch, then the smallest C, in the
   given order. With one epoch this is ``svm_cross_validation``.
@@ -135,8 +126,7 @@ def svm_cross_validation_select(
   Args:
     embeddings_by_epoch: (E, G, d) graph embeddings of E candidate epochs.
     labels: (G,) class ids.
-    folds: outer folds (test accuracy); the split is that of
-      ``svm_cross_validation`` with the same seed.
+    folds: outer folds (test accuracy), stratified and shuffled with ``seed``.
     inner_folds: inner folds of the (epoch, C) search (training folds only).
     cs: candidate C values.
     seed: shuffling seed of the outer split.
