@@ -64,6 +64,7 @@ def test_linear_map_closed_form_condition_number():
   assert np.all(got.log_kappa <= got.log_kappa_upper)
 
 
+@pytest.mark.slow
 def test_low_rank_residual_mlp_matches_brute_force_with_few_iterations():
   # The CI-sized version of the criterion: a non-invertible residual
   # MLP with a wide spectrum, 256-d: certified and within 0.01 of the exact

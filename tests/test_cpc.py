@@ -91,6 +91,7 @@ def test_context_at_row_t_depends_on_rows_up_to_t_only(name):
     assert (dep[t, :, :t + 1] > 0).all(), f'{name}: c_{t} misses part of its past'
 
 
+@pytest.mark.slow
 def test_image_context_ignores_pixels_below_its_patch_row():
   config = _image_config(mlp=True)
   model = cpc.make_model(config)

@@ -187,6 +187,7 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path, capsys, corrupt):
           == runs.read_metrics(str(tmp_path / 'ref')))
 
 
+@pytest.mark.slow
 def test_no_usable_checkpoint_is_one_clear_error(tmp_path):
   _run(tmp_path, 20)
   for step in ('15', '20'):

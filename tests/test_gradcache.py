@@ -61,6 +61,7 @@ def test_two_view_gradients_equal_plain_autodiff_float64(critic, kwargs):
     assert _max_rel(g1, g0) < 1e-10
 
 
+@pytest.mark.slow
 def test_streaming_loss_and_adam_step_equal_plain_float32():
   """The GradCache step of the large-batch experiment: chunked encoders, streamed
   InfoNCE, one Adam update; the parameters after it equal the plain step's."""
@@ -140,6 +141,7 @@ def test_bad_arguments_raise():
                             {'a': jnp.ones((4, 3)), 'b': jnp.ones((5,))}, chunk_size=2)
 
 
+@pytest.mark.slow
 def test_fig3_training_step_at_k65536_fits_in_2_gib():
   """Issue #18's bar: the whole step (MLP encoders [300, 300, 100], bilinear
   critic, InfoNCE, Adam) at K = 65536 within 2 GiB, by XLA's compiled account."""

@@ -106,6 +106,7 @@ def test_dv_nwj_exclude_self_through_pallas():
                              atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bfloat16_kernel_within_precision_bounds():
   x, y = _data(256, 256, 32)
   y = 0.8 * x + 0.6 * y

@@ -39,6 +39,7 @@ def _config(num_steps=20, **overrides):
   return c
 
 
+@pytest.mark.slow
 def test_replica_r_equals_the_single_run_of_seed_r(tmp_path):
   batched = _config(num_seeds=3, seed=4)
   state = train.train(batched, _task(), str(tmp_path / 'batched'), verbose=False)
