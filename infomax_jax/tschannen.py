@@ -161,8 +161,9 @@ def findings(workdir: str) -> dict[str, Any]:
   }
   # Fig. 2: the change of each logged percentile (over the fixed inputs) of
   # log κ of g1's Jacobian, and its final value.
-  percentiles = sorted({int(k[len(_LOG_COND):]) for k in lasts[0]
-                        if re.fullmatch(_LOG_COND + r'\d+', k)})
+  logged = set.intersection(*(set(r) for r in firsts + lasts))
+  percentiles = sorted(int(k[len(_LOG_COND):]) for k in logged
+                       if re.fullmatch(_LOG_COND + r'\d+', k))
   for q in percentiles:
     key = f'{_LOG_COND}{q}'
     measures[f'log κ change (p{q})'] = (

@@ -192,7 +192,8 @@ def test_findings_over_seeds_match_hand_intervals(tmp_path):
     for seed, last in enumerate(lasts):
       f.write(json.dumps(dict(first, split='eval', seed=str(seed))) + '\n')
       f.write(json.dumps(dict(last, step=100, split='eval', seed=str(seed),
-                              baseline_noisy_pixels=0.83)) + '\n')
+                              baseline_noisy_pixels=0.83,
+                              log_cond_p50=1.0)) + '\n')   # not at step 0
     f.write(json.dumps(dict(step=100, split='eval', seed='all', probe_accuracy=0.0)) + '\n')
   out = tschannen.findings(str(tmp_path))
 
@@ -210,6 +211,7 @@ def test_findings_over_seeds_match_hand_intervals(tmp_path):
   check('log κ change (p100)', [2.5, 1.5, 3.5])
   check('final log κ (p100)', [3.0, 2.0, 4.0])
   assert 'final accuracy - clean pixels' not in out       # not logged
+  assert 'log κ change (p50)' not in out                  # not at every evaluation
   assert out['seeds'] == ['0', '1', '2'] and out['steps'] == [0, 100]
   md = (tmp_path / 'summary.md').read_text()
   assert '- log κ change (p100): 2.50 ± 2.48 (n = 3)\n' in md
