@@ -10,7 +10,7 @@ the pixel baseline.
   # I_NWJ instead of I_NCE:
   python -m experiments.invertible --config=experiments/configs/invertible.py \
       --config.bound=nwj --workdir=runs/invertible_nwj
-  # CPU-sized variant (8 couplings, 6000 steps; 8–8.5 min on 2 cores, README):
+  # CPU-sized variant (8 couplings, 6000 steps; 8–10 min on 2 cores, README):
   python -m experiments.invertible --config=experiments/configs/invertible.py:quick \
       --workdir=runs/invertible_quick
   # CI smoke size:
